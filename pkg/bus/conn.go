@@ -1,0 +1,121 @@
+package bus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"berth/pkg/errdefs"
+)
+
+// Options say how a process connects to NATS.
+type Options struct {
+	URL      string // nats://host:port[,…]
+	Name     string // connection name, shown by the server (berth-apigw, berth-shim-<id>…)
+	User     string
+	Password string
+	Logger   *slog.Logger
+}
+
+// Connect dials NATS and keeps reconnecting for ever: every berth process
+// must outlive an outage of the bus.
+func Connect(o Options) (*nats.Conn, error) {
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	opts := []nats.Option{
+		nats.Name(o.Name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.RetryOnFailedConnect(false),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Warn("bus disconnected", "err", err)
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info("bus reconnected", "url", nc.ConnectedUrl())
+		}),
+	}
+	if o.User != "" {
+		opts = append(opts, nats.UserInfo(o.User, o.Password))
+	}
+	nc, err := nats.Connect(o.URL, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS at %s: %w", o.URL, err)
+	}
+	return nc, nil
+}
+
+// Call sends req to subject and decodes the answer into resp (which may be
+// nil). Errors the far side returned keep their errdefs kind; a bus that is
+// away or a service that does not answer becomes errdefs.Unavailable.
+func Call(ctx context.Context, nc *nats.Conn, subject string, req, resp any) error {
+	data, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	msg, err := nc.RequestWithContext(ctx, subject, data)
+	if err != nil {
+		return unavailable(err)
+	}
+	return DecodeReply(msg.Data, resp)
+}
+
+func unavailable(err error) error {
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return errdefs.New(errdefs.Unavailable, "berth supervisor is not answering on the bus (no responders)")
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
+		return errdefs.New(errdefs.Unavailable, "berth supervisor did not answer in time")
+	case errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrDisconnected), errors.Is(err, nats.ErrConnectionReconnecting):
+		return errdefs.New(errdefs.Unavailable, "the berth bus (NATS) is unavailable: %v", err)
+	}
+	return errdefs.Wrap(errdefs.Unavailable, err)
+}
+
+// DecodeReply turns a Reply's bytes into resp or a typed error.
+func DecodeReply(data []byte, resp any) error {
+	var r Reply
+	if err := json.Unmarshal(data, &r); err != nil {
+		return fmt.Errorf("bad reply on the bus: %w", err)
+	}
+	if r.Error != nil {
+		return &errdefs.Error{Kind: r.Error.Kind, Message: r.Error.Message}
+	}
+	if resp == nil || len(r.Data) == 0 {
+		return nil
+	}
+	return json.Unmarshal(r.Data, resp)
+}
+
+// EncodeReply builds the Reply for a handler's result.
+func EncodeReply(v any, err error) []byte {
+	var r Reply
+	if err != nil {
+		r.Error = &ReplyError{Kind: errdefs.KindOf(err), Message: err.Error()}
+	} else if v != nil {
+		data, merr := json.Marshal(v)
+		if merr != nil {
+			r.Error = &ReplyError{Message: merr.Error()}
+		} else {
+			r.Data = data
+		}
+	}
+	out, _ := json.Marshal(r)
+	return out
+}
+
+// Decode unmarshals a request, rejecting unknown fields is not done on
+// purpose (a newer sender may add fields); a malformed body is an
+// InvalidParameter error.
+func Decode(data []byte, v any) error {
+	if err := json.Unmarshal(data, v); err != nil {
+		return errdefs.New(errdefs.InvalidParameter, "malformed bus message: %v", err)
+	}
+	return nil
+}

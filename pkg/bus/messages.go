@@ -1,0 +1,300 @@
+package bus
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/network"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"berth/pkg/errdefs"
+)
+
+// Messages are JSON. Docker's own config types (container.Config,
+// HostConfig) travel unchanged: they are the lingua franca of every client,
+// and translating them twice would only lose fields.
+
+// Reply wraps every answer to a request: either Error or Data.
+type Reply struct {
+	Error *ReplyError     `json:"error,omitempty"`
+	Data  json.RawMessage `json:"data,omitempty"`
+}
+
+// ReplyError is an errdefs error on the wire.
+type ReplyError struct {
+	Kind    errdefs.Kind `json:"kind,omitempty"`
+	Message string       `json:"message"`
+}
+
+// Meta is carried by every command that changes state. Key is the
+// idempotency key: a command retried with the same key (after a timeout, or
+// by a restarted apigw) is applied once and answered with the first answer.
+type Meta struct {
+	Key string `json:"key"`
+}
+
+// IDRequest names one container (by ID, ID prefix or name).
+type IDRequest struct {
+	Meta
+	ID string `json:"id"`
+}
+
+// CreateRequest is POST /containers/create.
+type CreateRequest struct {
+	Meta
+	Name             string                    `json:"name,omitempty"`
+	Config           *container.Config         `json:"config"`
+	HostConfig       *container.HostConfig     `json:"hostConfig,omitempty"`
+	NetworkingConfig *network.NetworkingConfig `json:"networkingConfig,omitempty"`
+}
+
+// CreateResponse answers CreateRequest.
+type CreateResponse struct {
+	ID       string   `json:"id"`
+	Warnings []string `json:"warnings"`
+}
+
+// StopRequest is POST /containers/{id}/stop and /restart. Timeout nil means
+// the container's StopTimeout or Docker's default of 10 seconds; -1 waits forever.
+type StopRequest struct {
+	Meta
+	ID      string `json:"id"`
+	Timeout *int   `json:"timeout,omitempty"`
+	Signal  string `json:"signal,omitempty"`
+}
+
+// KillRequest is POST /containers/{id}/kill. Signal empty means SIGKILL.
+type KillRequest struct {
+	Meta
+	ID     string `json:"id"`
+	Signal string `json:"signal,omitempty"`
+}
+
+// RemoveRequest is DELETE /containers/{id}.
+type RemoveRequest struct {
+	Meta
+	ID            string `json:"id"`
+	Force         bool   `json:"force,omitempty"`
+	RemoveVolumes bool   `json:"removeVolumes,omitempty"`
+}
+
+// RenameRequest is POST /containers/{id}/rename.
+type RenameRequest struct {
+	Meta
+	ID      string `json:"id"`
+	NewName string `json:"newName"`
+}
+
+// ListRequest is GET /containers/json; filtering is apigw's, on the records.
+type ListRequest struct {
+	All bool `json:"all,omitempty"`
+}
+
+// PruneRequest is POST /containers/prune: remove every stopped container
+// matching the (already parsed) label and until filters.
+type PruneRequest struct {
+	Meta
+	Filters map[string][]string `json:"filters,omitempty"`
+}
+
+// PruneResponse answers PruneRequest.
+type PruneResponse struct {
+	Deleted        []string `json:"deleted"`
+	SpaceReclaimed uint64   `json:"spaceReclaimed"`
+}
+
+// LogsRequest is GET /containers/{id}/logs. The supervisor publishes
+// LogChunk messages to Inbox until one has EOF set; with Follow it keeps
+// going until the container stops or apigw publishes to Inbox+".cancel".
+type LogsRequest struct {
+	ID     string    `json:"id"`
+	Inbox  string    `json:"inbox"`
+	Follow bool      `json:"follow,omitempty"`
+	Tail   int       `json:"tail"` // -1: all
+	Since  time.Time `json:"since,omitzero"`
+	Until  time.Time `json:"until,omitzero"`
+	Stdout bool      `json:"stdout,omitempty"`
+	Stderr bool      `json:"stderr,omitempty"`
+}
+
+// LogEntry is one record of a container's log (Docker's json-file line).
+type LogEntry struct {
+	Log    string    `json:"log"`
+	Stream string    `json:"stream"`
+	Time   time.Time `json:"time"`
+}
+
+// LogChunk carries log records to a LogsRequest's inbox.
+type LogChunk struct {
+	Entries []LogEntry `json:"entries,omitempty"`
+	EOF     bool       `json:"eof,omitempty"`
+	Error   string     `json:"error,omitempty"`
+}
+
+// State is a container's state as Docker's inspect shows it.
+type State struct {
+	Status     string    `json:"status"` // created running paused restarting removing exited dead
+	Running    bool      `json:"running"`
+	Paused     bool      `json:"paused"`
+	Restarting bool      `json:"restarting"`
+	OOMKilled  bool      `json:"oomKilled"`
+	Dead       bool      `json:"dead"`
+	Pid        int       `json:"pid"`
+	ExitCode   int       `json:"exitCode"`
+	Error      string    `json:"error"`
+	StartedAt  time.Time `json:"startedAt"`
+	FinishedAt time.Time `json:"finishedAt"`
+}
+
+// Container is the supervisor's record of a container, as apigw reads it to
+// answer inspect and list.
+type Container struct {
+	ID           string                `json:"id"`
+	Name         string                `json:"name"` // with Docker's leading "/"
+	Created      time.Time             `json:"created"`
+	Path         string                `json:"path"`
+	Args         []string              `json:"args"`
+	Config       *container.Config     `json:"config"`
+	HostConfig   *container.HostConfig `json:"hostConfig"`
+	Image        string                `json:"image"` // image ID, sha256:…
+	State        State                 `json:"state"`
+	RestartCount int                   `json:"restartCount"`
+	LogPath      string                `json:"logPath"`
+	Driver       string                `json:"driver"`
+	BundlePath   string                `json:"bundlePath"`
+	RootfsPath   string                `json:"rootfsPath"`
+	SizeRw       int64                 `json:"sizeRw,omitempty"`
+}
+
+// Image is the supervisor's record of an image.
+type Image struct {
+	ID           string              `json:"id"` // sha256:… of the config
+	RepoTags     []string            `json:"repoTags"`
+	RepoDigests  []string            `json:"repoDigests"`
+	Created      time.Time           `json:"created"`
+	Size         int64               `json:"size"`
+	Architecture string              `json:"architecture"`
+	OS           string              `json:"os"`
+	Author       string              `json:"author,omitempty"`
+	Comment      string              `json:"comment,omitempty"`
+	Config       ocispec.ImageConfig `json:"config"`
+	RootFS       ocispec.RootFS      `json:"rootfs"`
+	History      []ocispec.History   `json:"history,omitempty"`
+	Containers   int                 `json:"containers"` // containers using it
+}
+
+// ImageRequest names one image (ID, ID prefix, name or name:tag).
+type ImageRequest struct {
+	Meta
+	Name string `json:"name"`
+}
+
+// ImageTagRequest is POST /images/{name}/tag.
+type ImageTagRequest struct {
+	Meta
+	Source string `json:"source"`
+	Repo   string `json:"repo"`
+	Tag    string `json:"tag"`
+}
+
+// ImageRemoveRequest is DELETE /images/{name}.
+type ImageRemoveRequest struct {
+	Meta
+	Name    string `json:"name"`
+	Force   bool   `json:"force,omitempty"`
+	NoPrune bool   `json:"noPrune,omitempty"`
+}
+
+// ImageDeleted is one line of DELETE /images/{name}'s answer.
+type ImageDeleted struct {
+	Untagged string `json:"Untagged,omitempty"`
+	Deleted  string `json:"Deleted,omitempty"`
+}
+
+// ImageImportRequest is POST /images/create?fromSrc=-: the tarball is the
+// object Object in UploadsBucket, which the supervisor deletes when done.
+type ImageImportRequest struct {
+	Meta
+	Object  string   `json:"object"`
+	Repo    string   `json:"repo,omitempty"`
+	Tag     string   `json:"tag,omitempty"`
+	Changes []string `json:"changes,omitempty"` // Dockerfile instructions: ENV CMD ENTRYPOINT WORKDIR …
+	Message string   `json:"message,omitempty"`
+}
+
+// ImageImportResponse answers ImageImportRequest.
+type ImageImportResponse struct {
+	ID string `json:"id"`
+}
+
+// Info is the supervisor's part of GET /info.
+type Info struct {
+	ID                string `json:"id"`
+	Name              string `json:"name"`
+	Containers        int    `json:"containers"`
+	ContainersRunning int    `json:"containersRunning"`
+	ContainersPaused  int    `json:"containersPaused"`
+	ContainersStopped int    `json:"containersStopped"`
+	Images            int    `json:"images"`
+	Driver            string `json:"driver"`
+	RootDir           string `json:"rootDir"`
+	CgroupVersion     string `json:"cgroupVersion"`
+	KernelVersion     string `json:"kernelVersion"`
+	OperatingSystem   string `json:"operatingSystem"`
+	NCPU              int    `json:"ncpu"`
+	MemTotal          int64  `json:"memTotal"`
+	Runtime           string `json:"runtime"`
+}
+
+// Event is one event, the shape of Docker's events.Message so that apigw
+// passes it through and a plain NATS subscriber reads the same thing.
+type Event struct {
+	Type     string `json:"Type"`   // container, image, network, volume
+	Action   string `json:"Action"` // create, start, die, …
+	Actor    Actor  `json:"Actor"`
+	Scope    string `json:"scope"` // "local"
+	Time     int64  `json:"time"`
+	TimeNano int64  `json:"timeNano"`
+}
+
+// Actor is the object of an event.
+type Actor struct {
+	ID         string            `json:"ID"`
+	Attributes map[string]string `json:"Attributes"`
+}
+
+// ShimStartResponse answers ShimStart.
+type ShimStartResponse struct {
+	Pid int `json:"pid"`
+}
+
+// ShimKillRequest asks a shim to signal its container.
+type ShimKillRequest struct {
+	Signal int  `json:"signal"`
+	All    bool `json:"all,omitempty"`
+}
+
+// ShimStateResponse answers ShimState.
+type ShimStateResponse struct {
+	Pid    int    `json:"pid"`
+	Status string `json:"status"` // created running stopped paused
+}
+
+// ShimResizeRequest sets the container's terminal size.
+type ShimResizeRequest struct {
+	Height uint16 `json:"height"`
+	Width  uint16 `json:"width"`
+}
+
+// ExitReport is a shim's report that its container's process exited. The
+// shim keeps it on disk until the supervisor has acknowledged it, so an exit
+// seen while the supervisor or the bus is away is never lost.
+type ExitReport struct {
+	ID        string    `json:"id"`
+	Pid       int       `json:"pid"`
+	ExitCode  int       `json:"exitCode"`
+	ExitedAt  time.Time `json:"exitedAt"`
+	OOMKilled bool      `json:"oomKilled,omitempty"`
+	Error     string    `json:"error,omitempty"` // why, when the shim itself failed
+}
