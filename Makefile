@@ -1,0 +1,50 @@
+# berth — see README.md. `make run` sets up and starts the stack; `make test` runs every test.
+GO       ?= go
+BIN      := bin
+SERVICES := apigw supervisor shim runtime
+BINARIES := $(addprefix $(BIN)/berth-,$(SERVICES))
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@2025.1.1
+
+.PHONY: all build deps run test test-short e2e acceptance lint bench bench-runtime fuzz clean $(BINARIES)
+
+all: build
+
+build: $(BINARIES)
+
+$(BIN)/berth-%:
+	$(GO) build -o $@ ./services/$*
+
+deps:
+	@scripts/install-deps.sh
+
+run: deps build
+	scripts/run.sh
+
+# Unit, integration and end-to-end tests (root needed for most; they skip otherwise).
+test: deps build
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 30m ./...
+
+test-short: build
+	$(GO) test -short -count=1 ./...
+
+# The shared docker CLI scenarios against a stack started on temporary roots.
+acceptance: deps build
+	$(GO) test -count=1 -run TestSharedAcceptance -v ./tests/e2e/
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+bench: deps build
+	$(GO) test -run XXX -bench . -benchtime 1x -timeout 30m ./tests/bench/
+
+bench-runtime: deps
+	$(GO) test -run XXX -bench . -timeout 30m ./services/runtime/bench/
+
+fuzz:
+	scripts/fuzz.sh 60s
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,315 @@
+// Package stack starts a real berth stack (supervisor with its embedded NATS,
+// apigw, shims, berth-runtime) on temporary roots for end-to-end tests and
+// benchmarks, and drives it with the real docker CLI.
+package stack
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Services are the binaries a stack needs.
+var Services = []string{"apigw", "supervisor", "shim", "runtime"}
+
+var (
+	buildOnce sync.Once
+	buildDir  string
+	buildErr  error
+)
+
+// ModuleRoot finds the directory holding go.mod.
+func ModuleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("go.mod not found")
+		}
+		dir = parent
+	}
+}
+
+// Binaries builds the four binaries once per test process and returns their
+// directory. BERTH_BIN points at prebuilt ones instead.
+func Binaries() (string, error) {
+	buildOnce.Do(func() {
+		if d := os.Getenv("BERTH_BIN"); d != "" {
+			buildDir = d
+			return
+		}
+		root, err := ModuleRoot()
+		if err != nil {
+			buildErr = err
+			return
+		}
+		buildDir, buildErr = os.MkdirTemp("", "berth-bin-")
+		if buildErr != nil {
+			return
+		}
+		for _, s := range Services {
+			cmd := exec.Command("go", "build", "-o", filepath.Join(buildDir, "berth-"+s), "./services/"+s)
+			cmd.Dir = root
+			if out, err := cmd.CombinedOutput(); err != nil {
+				buildErr = fmt.Errorf("build berth-%s: %v\n%s", s, err, out)
+				return
+			}
+		}
+	})
+	return buildDir, buildErr
+}
+
+// Stack is one running berth.
+type Stack struct {
+	Bin      string
+	Root     string // --root
+	ExecRoot string // --exec-root
+	Host     string // DOCKER_HOST
+	NATSAddr string // host:port of the embedded NATS
+	Node     string
+
+	t   testing.TB
+	sup *exec.Cmd
+	gw  *exec.Cmd
+}
+
+// RequireRoot skips t unless it runs as root.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: starts namespaces, cgroups and overlay mounts")
+	}
+}
+
+// FreeAddr returns a loopback address with a free TCP port.
+func FreeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// Start starts a stack and stops it when t ends.
+func Start(t testing.TB) *Stack {
+	t.Helper()
+	RequireRoot(t)
+	if _, err := exec.LookPath("docker"); err != nil {
+		t.Skip("needs the docker CLI")
+	}
+	bin, err := Binaries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := os.MkdirTemp("", "berth-e2e-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	natsAddr, err := FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Stack{
+		Bin: bin, Root: filepath.Join(base, "lib"), ExecRoot: filepath.Join(base, "run"),
+		NATSAddr: natsAddr, Node: "n" + strings.ReplaceAll(filepath.Base(base), ".", ""), t: t,
+	}
+	s.Host = "unix://" + filepath.Join(s.ExecRoot, "berth.sock")
+	t.Cleanup(func() { s.Stop(); os.RemoveAll(base) })
+	s.StartSupervisor()
+	s.StartAPIGW()
+	return s
+}
+
+func (s *Stack) logFile(name string) *os.File {
+	f, err := os.OpenFile(filepath.Join(filepath.Dir(s.Root), name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return f
+}
+
+// StartSupervisor starts (or restarts) the supervisor and waits for its bus.
+func (s *Stack) StartSupervisor() {
+	s.t.Helper()
+	metrics, _ := FreeAddr()
+	cmd := exec.Command(filepath.Join(s.Bin, "berth-supervisor"),
+		"--root", s.Root, "--exec-root", s.ExecRoot, "--node", s.Node,
+		"--nats-listen", s.NATSAddr, "--metrics-addr", metrics)
+	cmd.Stdout, cmd.Stderr = s.logFile("supervisor"), s.logFile("supervisor")
+	if err := cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	s.sup = cmd
+	s.waitFor("NATS", func() bool {
+		c, err := net.DialTimeout("tcp", s.NATSAddr, 100*time.Millisecond)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+}
+
+// StartAPIGW starts (or restarts) apigw and waits until the API answers.
+func (s *Stack) StartAPIGW() {
+	s.t.Helper()
+	metrics, _ := FreeAddr()
+	cmd := exec.Command(filepath.Join(s.Bin, "berth-apigw"),
+		"--host", s.Host, "--nats-url", "nats://"+s.NATSAddr, "--node", s.Node, "--metrics-addr", metrics)
+	cmd.Stdout, cmd.Stderr = s.logFile("apigw"), s.logFile("apigw")
+	if err := cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	s.gw = cmd
+	s.waitFor("API", func() bool { _, _, code := s.Docker("version"); return code == 0 })
+}
+
+func (s *Stack) waitFor(what string, ok func() bool) {
+	s.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if ok() {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	s.t.Fatalf("%s did not come up in 30s; logs in %s", what, filepath.Dir(s.Root))
+}
+
+// KillSupervisor kills the supervisor with sig and reaps it.
+func (s *Stack) KillSupervisor(sig syscall.Signal) {
+	if s.sup != nil && s.sup.Process != nil {
+		s.sup.Process.Signal(sig)
+		s.sup.Wait()
+		s.sup = nil
+	}
+}
+
+// KillAPIGW kills apigw with sig and reaps it.
+func (s *Stack) KillAPIGW(sig syscall.Signal) {
+	if s.gw != nil && s.gw.Process != nil {
+		s.gw.Process.Signal(sig)
+		s.gw.Wait()
+		s.gw = nil
+	}
+}
+
+// Env is the environment for a docker CLI aimed at this stack.
+func (s *Stack) Env() []string {
+	return append(os.Environ(), "DOCKER_HOST="+s.Host, "DOCKER_CLI_HINTS=false")
+}
+
+// Docker runs the docker CLI against the stack.
+func (s *Stack) Docker(args ...string) (stdout, stderr string, code int) {
+	return s.DockerIn(nil, args...)
+}
+
+// DockerIn runs the docker CLI with stdin.
+func (s *Stack) DockerIn(stdin []byte, args ...string) (stdout, stderr string, code int) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "docker", args...)
+	cmd.Env = s.Env()
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	code = 0
+	if err != nil {
+		code = -1
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		}
+	}
+	return strings.TrimRight(o.String(), "\n"), strings.TrimRight(e.String(), "\n"), code
+}
+
+// MustDocker runs the docker CLI and fails t unless it exits 0.
+func (s *Stack) MustDocker(args ...string) string {
+	s.t.Helper()
+	out, errOut, code := s.Docker(args...)
+	if code != 0 {
+		s.t.Fatalf("docker %s: exit %d: %s", strings.Join(args, " "), code, errOut)
+	}
+	return out
+}
+
+// ImportBusybox imports busybox:latest built from busybox-static.
+func (s *Stack) ImportBusybox() {
+	s.t.Helper()
+	root, err := ModuleRoot()
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	mk := exec.Command("go", "run", "./deploy/mkbusybox")
+	mk.Dir = root
+	out, err := mk.Output()
+	if err != nil {
+		s.t.Fatalf("mkbusybox: %v", err)
+	}
+	if _, errOut, code := s.DockerIn(out, "import", "-c", `CMD ["sh"]`, "-", "busybox:latest"); code != 0 {
+		s.t.Fatalf("docker import: %s", errOut)
+	}
+}
+
+// Stop stops the daemons and removes everything the stack's containers left:
+// shims and container processes, mounts under the roots, cgroups.
+func (s *Stack) Stop() {
+	s.KillAPIGW(syscall.SIGTERM)
+	s.KillSupervisor(syscall.SIGTERM)
+	rt := filepath.Join(s.Bin, "berth-runtime")
+	runtimeRoot := filepath.Join(s.ExecRoot, "runtime")
+	entries, _ := os.ReadDir(runtimeRoot)
+	for _, e := range entries {
+		exec.Command(rt, "--root", runtimeRoot, "delete", "--force", e.Name()).Run()
+	}
+	shims, _ := filepath.Glob(filepath.Join(s.ExecRoot, "shims", "*", "shim.pid"))
+	for _, p := range shims {
+		var pid int
+		if b, err := os.ReadFile(p); err == nil {
+			if _, err := fmt.Sscan(string(b), &pid); err == nil && pid > 0 {
+				unix.Kill(pid, unix.SIGKILL)
+			}
+		}
+	}
+	for _, m := range Mounts(filepath.Dir(s.Root)) {
+		unix.Unmount(m, unix.MNT_DETACH)
+	}
+}
+
+// Mounts lists the mount points under dir, deepest first.
+func Mounts(dir string) []string {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && strings.HasPrefix(f[4], dir) {
+			out = append([]string{f[4]}, out...)
+		}
+	}
+	return out
+}
