@@ -37,7 +37,8 @@ lint:
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
-bench: deps build
+bench: build
+	@scripts/install-deps.sh --bench
 	$(GO) test -run XXX -bench . -benchtime 1x -timeout 30m ./tests/bench/
 
 bench-runtime: deps

@@ -9,6 +9,8 @@
 set -euo pipefail
 want=(busybox-static docker-registry docker-compose runc iptables iproute2)
 command -v docker >/dev/null 2>&1 || want+=(docker.io)
+# the benchmarks compare with a Docker engine (dockerd from docker.io)
+[ "${1:-}" = --bench ] && ! command -v dockerd >/dev/null 2>&1 && want+=(docker.io)
 missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,68 @@
+package bus
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"berth/pkg/errdefs"
+)
+
+func TestToken(t *testing.T) {
+	for _, ok := range []string{"node1", "abc-DEF_0", strings.Repeat("a", 64)} {
+		if err := Token(ok); err != nil {
+			t.Errorf("Token(%q): %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "a.b", "*", ">", "a b", "x\n"} {
+		if Token(bad) == nil {
+			t.Errorf("Token(%q) accepted", bad)
+		}
+	}
+}
+
+func TestSubjects(t *testing.T) {
+	if got := Command(AreaContainers, "n1", VerbCreate); got != "berth.v1.containers.n1.create" {
+		t.Fatal(got)
+	}
+	if got := EventSubject("n1", "container", "exec_start: sh -c"); got != "berth.v1.events.n1.container.exec_start" {
+		t.Fatal(got)
+	}
+	if got := IOIn("n1", "abc"); got != "berth.v1.io.n1.abc.in" {
+		t.Fatal(got)
+	}
+}
+
+func TestReplyRoundTrip(t *testing.T) {
+	var got CreateResponse
+	if err := DecodeReply(EncodeReply(CreateResponse{ID: "x"}, nil), &got); err != nil || got.ID != "x" {
+		t.Fatalf("%v %+v", err, got)
+	}
+	err := DecodeReply(EncodeReply(nil, errdefs.NoSuchContainer("c1")), nil)
+	if !errdefs.Is(err, errdefs.NotFound) || err.Error() != "No such container: c1" {
+		t.Fatalf("%v kind %q", err, errdefs.KindOf(err))
+	}
+	err = DecodeReply(EncodeReply(nil, errors.New("boom")), nil)
+	if errdefs.KindOf(err) != errdefs.Unknown || err.Error() != "boom" {
+		t.Fatalf("%v", err)
+	}
+	if err := DecodeReply([]byte("{"), nil); err == nil {
+		t.Fatal("malformed reply accepted")
+	}
+}
+
+// FuzzDecode feeds arbitrary bytes to the bus decoders: they must return an
+// error or a value, never panic.
+func FuzzDecode(f *testing.F) {
+	f.Add([]byte(`{"key":"k","name":"x","config":{"Image":"busybox"}}`))
+	f.Add([]byte(`{"error":{"kind":"not_found","message":"m"}}`))
+	f.Add([]byte(`{"data":123}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var c CreateRequest
+		_ = Decode(data, &c)
+		var r ExitReport
+		_ = Decode(data, &r)
+		var resp CreateResponse
+		_ = DecodeReply(data, &resp)
+	})
+}

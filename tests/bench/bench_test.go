@@ -1,0 +1,220 @@
+// Package bench measures berth side by side with a Docker engine (Debian's
+// docker.io, started on a temporary root) when one is installed, with the
+// same docker CLI: run latency, concurrent starts, and resident memory.
+//
+//	make bench   (go test -run XXX -bench . -benchtime 1x ./tests/bench/)
+package bench
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"berth/tests/stack"
+)
+
+const (
+	runs       = 20 // (a) sequential docker run --rm
+	concurrent = 20 // (b) docker run -d at once
+)
+
+// engine is a daemon the docker CLI talks to.
+type engine struct {
+	name string
+	host string
+	// rss reports the resident memory of one shim and of the daemons, in MiB.
+	rss func() (shim, daemons float64)
+}
+
+func dockerCLI(host string, args ...string) error {
+	cmd := exec.Command("docker", args...)
+	cmd.Env = append(os.Environ(), "DOCKER_HOST="+host)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("docker %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+func median(d []time.Duration) time.Duration {
+	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	return d[len(d)/2]
+}
+
+// measure runs the three measurements against e.
+func measure(b *testing.B, e engine) (runMedian, concurrentAll time.Duration, shim, daemons float64) {
+	var times []time.Duration
+	for i := 0; i < runs; i++ {
+		start := time.Now()
+		if err := dockerCLI(e.host, "run", "--rm", "--network", "none", "busybox", "true"); err != nil {
+			b.Fatal(err)
+		}
+		times = append(times, time.Since(start))
+	}
+	runMedian = median(times)
+
+	var wg sync.WaitGroup
+	errs := make(chan error, concurrent)
+	start := time.Now()
+	for i := 0; i < concurrent; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- dockerCLI(e.host, "run", "-d", "--label", "bench=1", "busybox", "sleep", "300")
+		}()
+	}
+	wg.Wait()
+	concurrentAll = time.Since(start)
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	shim, daemons = e.rss()
+	cmd := exec.Command("sh", "-c", "docker rm -f $(docker ps -aq --filter label=bench=1)")
+	cmd.Env = append(os.Environ(), "DOCKER_HOST="+e.host)
+	cmd.Run()
+	return
+}
+
+// rssMiB reads VmRSS of pid.
+func rssMiB(pid int) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			kb, _ := strconv.Atoi(strings.Fields(line)[1])
+			return float64(kb) / 1024
+		}
+	}
+	return 0
+}
+
+// pidsNamed lists the pids whose /proc/PID/comm starts with prefix.
+func pidsNamed(prefix string) []int {
+	var pids []int
+	dirs, _ := filepath.Glob("/proc/[0-9]*/comm")
+	for _, c := range dirs {
+		b, err := os.ReadFile(c)
+		if err != nil || !strings.HasPrefix(strings.TrimSpace(string(b)), prefix) {
+			continue
+		}
+		pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(c)))
+		pids = append(pids, pid)
+	}
+	return pids
+}
+
+func medianRSS(pids []int) float64 {
+	if len(pids) == 0 {
+		return 0
+	}
+	var v []float64
+	for _, p := range pids {
+		v = append(v, rssMiB(p))
+	}
+	sort.Float64s(v)
+	return v[len(v)/2]
+}
+
+func sumRSS(pids []int) float64 {
+	var s float64
+	for _, p := range pids {
+		s += rssMiB(p)
+	}
+	return s
+}
+
+func berthEngine(b *testing.B) engine {
+	s := stack.Start(b)
+	s.ImportBusybox()
+	return engine{name: "berth", host: s.Host, rss: func() (float64, float64) {
+		return medianRSS(pidsNamed("berth-shim")), sumRSS(append(pidsNamed("berth-supervisor"), pidsNamed("berth-apigw")...))
+	}}
+}
+
+// dockerEngine starts Debian's dockerd on a temporary root, if installed.
+func dockerEngine(b *testing.B) (engine, bool) {
+	if _, err := exec.LookPath("dockerd"); err != nil {
+		return engine{}, false
+	}
+	dir, err := os.MkdirTemp("", "bench-dockerd-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	host := "unix://" + filepath.Join(dir, "d.sock")
+	log, _ := os.Create(filepath.Join(dir, "dockerd.log"))
+	cmd := exec.Command("dockerd", "--data-root", filepath.Join(dir, "data"), "--exec-root", filepath.Join(dir, "exec"),
+		"-H", host, "--pidfile", filepath.Join(dir, "d.pid"), "--iptables=false", "--bridge=none", "--ip-masq=false")
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		cmd.Process.Signal(os.Interrupt)
+		cmd.Wait()
+		for _, m := range stack.Mounts(dir) {
+			exec.Command("umount", "-l", m).Run()
+		}
+		os.RemoveAll(dir)
+	})
+	for i := 0; ; i++ {
+		if dockerCLI(host, "version") == nil {
+			break
+		}
+		if i > 300 {
+			b.Logf("dockerd did not start; see %s", filepath.Join(dir, "dockerd.log"))
+			return engine{}, false
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	root, _ := stack.ModuleRoot()
+	imp := exec.Command("sh", "-c", "go run ./deploy/mkbusybox | docker import -c 'CMD [\"sh\"]' - busybox:latest")
+	imp.Dir = root
+	imp.Env = append(os.Environ(), "DOCKER_HOST="+host)
+	if out, err := imp.CombinedOutput(); err != nil {
+		b.Fatalf("import into dockerd: %v %s", err, out)
+	}
+	return engine{name: "docker", host: host, rss: func() (float64, float64) {
+		return medianRSS(pidsNamed("containerd-shim")), sumRSS(append(pidsNamed("dockerd"), pidsNamed("containerd")...))
+	}}, true
+}
+
+// BenchmarkEngines prints one table: berth, and Docker when installed.
+func BenchmarkEngines(b *testing.B) {
+	stack.RequireRoot(b)
+	engines := []engine{berthEngine(b)}
+	if d, ok := dockerEngine(b); ok {
+		engines = append(engines, d)
+	}
+	type row struct {
+		run, conc     time.Duration
+		shim, daemons float64
+	}
+	rows := map[string]row{}
+	for _, e := range engines {
+		r, c, s, d := measure(b, e)
+		rows[e.name] = row{r, c, s, d}
+	}
+	fmt.Printf("\n%-8s %22s %28s %14s %22s\n", "engine", "run --rm true (median)", "20x run -d, all running", "shim RSS MiB", "daemons RSS MiB (20 up)")
+	for _, e := range engines {
+		r := rows[e.name]
+		fmt.Printf("%-8s %22s %28s %14.1f %22.1f\n", e.name, r.run.Round(time.Millisecond), r.conc.Round(time.Millisecond), r.shim, r.daemons)
+	}
+	if d, ok := rows["docker"]; ok {
+		br := rows["berth"]
+		fmt.Printf("ratios berth/docker: run %.2f  concurrent %.2f  shim RSS %.2f\n",
+			float64(br.run)/float64(d.run), float64(br.conc)/float64(d.conc), br.shim/d.shim)
+	}
+	b.ReportMetric(float64(rows["berth"].run.Milliseconds()), "berth-run-ms")
+}
