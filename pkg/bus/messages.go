@@ -165,6 +165,11 @@ type Container struct {
 	BundlePath   string                `json:"bundlePath"`
 	RootfsPath   string                `json:"rootfsPath"`
 	SizeRw       int64                 `json:"sizeRw,omitempty"`
+	// Files bind-mounted over the container's /etc/hostname, /etc/hosts and
+	// /etc/resolv.conf (written at start, under the container's directory).
+	HostnamePath   string `json:"hostnamePath,omitempty"`
+	HostsPath      string `json:"hostsPath,omitempty"`
+	ResolvConfPath string `json:"resolvConfPath,omitempty"`
 }
 
 // Image is the supervisor's record of an image.

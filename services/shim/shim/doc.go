@@ -1,0 +1,57 @@
+// Package shim is berth-shim: the process that holds one container, the
+// way containerd-shim does for containerd.
+//
+// # Starting
+//
+// The supervisor writes a bus.ShimConfig to <exec-root>/shims/<id>/shim.json
+// and runs
+//
+//	berth-shim start --config <exec-root>/shims/<id>/shim.json
+//
+// The launcher re-executes itself as `berth-shim daemon` in a new session
+// (stdio on <stateDir>/shim.log), waits until the daemon has run
+//
+//	<runtime> --root <runtimeRoot> --log <stateDir>/runtime.log --log-format json \
+//	    create --bundle <bundle> --pid-file <stateDir>/init.pid [--console-socket …] <id>
+//
+// and subscribed on the bus, then prints one bus.ShimStarted line
+// ({"pid":<daemon>,"initPid":<container init>}) and exits 0. The daemon is
+// not the caller's child once the launcher has exited. On failure the
+// launcher prints "berth-shim: <error>" (for a runtime error, the runtime's
+// own message, e.g. `OCI runtime create failed: runc create failed: unable
+// to start container process: exec: "/x": stat /x: no such file or
+// directory`) on stderr, exits 1, and nothing is left: no daemon, no
+// runtime container.
+//
+// # The daemon
+//
+// It is a child subreaper (the container's init becomes its child), reaps
+// everything through package reaper, and answers on bus.ShimAll(node, id):
+//
+//	start    → runtime start; bus.ShimStartResponse{Pid}; NotModified if running, Conflict if exited
+//	kill     bus.ShimKillRequest → runtime kill [--all] id SIG (0 means SIGKILL); Conflict if exited
+//	state    → bus.ShimStateResponse{Pid, Status: created|running|stopped}
+//	resize   bus.ShimResizeRequest → TIOCSWINSZ on the pty (no-op without a tty)
+//	shutdown → kills and deletes the container if it is still there, sends no
+//	           exit report (or stops retrying one), replies when done, exits.
+//
+// Output (stdout/stderr, or the pty) goes to the json-file log (package
+// jsonlog) and to bus.IOOut with header bus.HeaderStream; once the container
+// has exited and its output is drained, one message with bus.HeaderEOF "1"
+// follows. Stdin arrives as requests on bus.IOIn, each acknowledged after
+// the write; an EOF message closes the container's stdin when StdinOnce is
+// set (Docker's rule) and there is no tty.
+//
+// When the init exits the daemon records exit code (128+signal when
+// killed), time and OOM (memory cgroup), drains the output, publishes EOF,
+// writes bus.ExitReport to <stateDir>/exit.json (atomically), runs `runtime
+// delete --force`, then sends the report to bus.Report(node, id, "exit") and
+// retries (backoff to 2s, for ever, through bus outages) until a reply
+// without error. Then it removes exit.json and exits. A supervisor that
+// finds exit.json with no live shim (shim.pid) should take the report from
+// the file. A previous exit.json in the state directory is removed when a
+// new shim starts there.
+//
+// Metrics (Prometheus text) are served on a loopback port written to
+// <stateDir>/metrics.addr.
+package shim
