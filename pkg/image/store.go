@@ -1,0 +1,519 @@
+// Package image is berth's image store, owned by the supervisor. An image is
+// a config (bus.Image, identified by the sha256 of its OCI config) plus an
+// ordered list of layers; a layer is a plain directory named by the digest of
+// its uncompressed tar (its diffID) under <root>/images/layers/, so that a
+// container's root filesystem is an overlayfs with the image's layer
+// directories as lowerdirs.
+//
+// Layout under <root>/images:
+//
+//	layers/<diffid-hex>/      extracted layer
+//	configs/<id-hex>.json     the image record (bus.Image without tags)
+//	repositories.json         familiar "name:tag" → image ID
+package image
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"berth/pkg/bus"
+	"berth/pkg/errdefs"
+)
+
+// User is a container that uses an image.
+type User struct {
+	ID      string
+	Running bool
+}
+
+// Hooks connect the store to its owner.
+type Hooks struct {
+	// Users lists the containers using image id (for delete conflicts and
+	// the Containers count).
+	Users func(id string) []User
+	// Event is called for import, tag, untag and delete.
+	Event func(action, id string, attrs map[string]string)
+}
+
+// Store is the image store. It is safe for concurrent use.
+type Store struct {
+	dir   string
+	hooks Hooks
+
+	mu     sync.RWMutex
+	images map[string]*bus.Image // by ID
+	repos  map[string]string     // familiar name:tag → ID
+}
+
+// Open loads (or creates) the store under dir (<root>/images).
+func Open(dir string, hooks Hooks) (*Store, error) {
+	s := &Store{dir: dir, hooks: hooks, images: map[string]*bus.Image{}, repos: map[string]string{}}
+	for _, d := range []string{"layers", "configs", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
+			return nil, err
+		}
+	}
+	// leftovers of interrupted imports
+	if ents, err := os.ReadDir(filepath.Join(dir, "tmp")); err == nil {
+		for _, e := range ents {
+			_ = os.RemoveAll(filepath.Join(dir, "tmp", e.Name()))
+		}
+	}
+	ents, err := os.ReadDir(filepath.Join(dir, "configs"))
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range ents {
+		if !strings.HasSuffix(e.Name(), ".json") {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(dir, "configs", e.Name()))
+		if err != nil {
+			return nil, err
+		}
+		var img bus.Image
+		if err := json.Unmarshal(data, &img); err != nil {
+			return nil, fmt.Errorf("image record %s: %w", e.Name(), err)
+		}
+		img.RepoTags = nil
+		s.images[img.ID] = &img
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "repositories.json"))
+	if err == nil {
+		if err := json.Unmarshal(data, &s.repos); err != nil {
+			return nil, fmt.Errorf("repositories.json: %w", err)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	for ref, id := range s.repos {
+		if _, ok := s.images[id]; !ok {
+			delete(s.repos, ref)
+		}
+	}
+	return s, nil
+}
+
+// SetHooks replaces the hooks (the supervisor sets them once its container
+// store exists).
+func (s *Store) SetHooks(h Hooks) {
+	s.mu.Lock()
+	s.hooks = h
+	s.mu.Unlock()
+}
+
+// LayerDir is the directory of a layer (its diffID, "sha256:…").
+func (s *Store) LayerDir(diffID string) string {
+	return filepath.Join(s.dir, "layers", strings.TrimPrefix(diffID, "sha256:"))
+}
+
+// LayerDirs are the layer directories of image id, lowest first.
+func (s *Store) LayerDirs(img *bus.Image) []string {
+	var out []string
+	for _, d := range img.RootFS.DiffIDs {
+		out = append(out, s.LayerDir(d.String()))
+	}
+	return out
+}
+
+// ImportOptions are docker import's options.
+type ImportOptions struct {
+	Repo    string
+	Tag     string
+	Changes []string
+	Message string
+}
+
+// Import reads a root filesystem tarball (plain, gzip or bzip2) into a new
+// single-layer image, applies the changes and tags it repo:tag when a repo is
+// given. A failed import leaves nothing behind.
+func (s *Store) Import(r io.Reader, o ImportOptions) (*bus.Image, error) {
+	var cfg ocispec.ImageConfig
+	if err := ApplyChanges(&cfg, o.Changes); err != nil {
+		return nil, err
+	}
+	var tagRef string
+	if o.Repo != "" {
+		ref := o.Repo
+		if o.Tag != "" {
+			ref += ":" + o.Tag
+		}
+		n, err := NormalizeRef(ref)
+		if err != nil {
+			return nil, err
+		}
+		tagRef = n
+	}
+	ur, err := Decompress(r)
+	if err != nil {
+		return nil, errdefs.New(errdefs.InvalidParameter, "invalid compressed archive: %v", err)
+	}
+	tmp, err := os.MkdirTemp(filepath.Join(s.dir, "tmp"), "import-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return nil, err
+	}
+	h := sha256.New()
+	tee := io.TeeReader(ur, h)
+	stats, err := Extract(tee, tmp)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := io.Copy(io.Discard, tee); err != nil {
+		return nil, errdefs.New(errdefs.InvalidParameter, "reading archive: %v", err)
+	}
+	if stats.Entries == 0 {
+		return nil, errdefs.New(errdefs.InvalidParameter, "the archive is empty or not a tar archive")
+	}
+	diffID := digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(h.Sum(nil)))
+
+	now := time.Now().UTC()
+	comment := o.Message
+	if comment == "" {
+		comment = "Imported from -"
+	}
+	oci := ocispec.Image{
+		Created:  &now,
+		Platform: ocispec.Platform{Architecture: runtime.GOARCH, OS: "linux"},
+		Config:   cfg,
+		RootFS:   ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{diffID}},
+		History:  []ocispec.History{{Created: &now, Comment: comment}},
+	}
+	raw, err := json.Marshal(oci)
+	if err != nil {
+		return nil, err
+	}
+	id := "sha256:" + hexSum(sha256.New(), raw)
+	img := &bus.Image{
+		ID:           id,
+		Created:      now,
+		Size:         stats.Size,
+		Architecture: oci.Architecture,
+		OS:           oci.OS,
+		Comment:      o.Message,
+		Config:       cfg,
+		RootFS:       oci.RootFS,
+		History:      oci.History,
+	}
+
+	layer := s.LayerDir(diffID.String())
+	if _, err := os.Stat(layer); errors.Is(err, os.ErrNotExist) {
+		if err := os.Rename(tmp, layer); err != nil {
+			return nil, err
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.writeImage(img); err != nil {
+		s.removeUnusedLayersLocked(img)
+		return nil, err
+	}
+	s.images[id] = img
+	s.emit("import", id, nil)
+	if tagRef != "" {
+		old := s.repos[tagRef]
+		s.repos[tagRef] = id
+		if err := s.saveRepos(); err != nil {
+			if old == "" {
+				delete(s.repos, tagRef)
+			} else {
+				s.repos[tagRef] = old
+			}
+			return nil, err
+		}
+		s.emit("tag", id, map[string]string{"name": tagRef})
+	}
+	return s.view(img), nil
+}
+
+func hexSum(h hash.Hash, b []byte) string {
+	h.Write(b)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func (s *Store) writeImage(img *bus.Image) error {
+	data, err := json.MarshalIndent(img, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(s.dir, "configs", strings.TrimPrefix(img.ID, "sha256:")+".json"), data, 0o600)
+}
+
+func (s *Store) saveRepos() error {
+	data, err := json.MarshalIndent(s.repos, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(s.dir, "repositories.json"), data, 0o600)
+}
+
+func (s *Store) emit(action, id string, attrs map[string]string) {
+	if s.hooks.Event == nil {
+		return
+	}
+	a := map[string]string{}
+	for k, v := range attrs {
+		a[k] = v
+	}
+	if _, ok := a["name"]; !ok {
+		a["name"] = id
+	}
+	s.hooks.Event(action, id, a)
+}
+
+// view is a copy of img with its tags and container count filled in.
+func (s *Store) view(img *bus.Image) *bus.Image {
+	c := *img
+	c.RepoTags = s.tagsOf(img.ID)
+	c.RepoDigests = []string{}
+	if s.hooks.Users != nil {
+		c.Containers = len(s.hooks.Users(img.ID))
+	}
+	return &c
+}
+
+func (s *Store) tagsOf(id string) []string {
+	tags := []string{}
+	for ref, rid := range s.repos {
+		if rid == id {
+			tags = append(tags, ref)
+		}
+	}
+	sort.Strings(tags)
+	return tags
+}
+
+// resolveLocked finds the image ref names: a name[:tag], a full ID or a
+// unique ID prefix.
+func (s *Store) resolveLocked(ref string) (*bus.Image, error) {
+	if ref == "" {
+		return nil, errdefs.NoSuchImage(ref)
+	}
+	if n, err := NormalizeRef(ref); err == nil {
+		if id, ok := s.repos[n]; ok {
+			return s.images[id], nil
+		}
+	}
+	if hexRef.MatchString(ref) {
+		var found *bus.Image
+		for id, img := range s.images {
+			if isIDPrefix(id, ref) {
+				if found != nil {
+					return nil, errdefs.New(errdefs.NotFound, "No such image: %s (ambiguous image ID prefix)", ref)
+				}
+				found = img
+			}
+		}
+		if found != nil {
+			return found, nil
+		}
+	}
+	return nil, errdefs.NoSuchImage(RefForError(ref))
+}
+
+// Get resolves ref (name[:tag], ID or ID prefix) to an image.
+func (s *Store) Get(ref string) (*bus.Image, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	img, err := s.resolveLocked(ref)
+	if err != nil {
+		return nil, err
+	}
+	return s.view(img), nil
+}
+
+// List returns every image, newest first.
+func (s *Store) List() []*bus.Image {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]*bus.Image, 0, len(s.images))
+	for _, img := range s.images {
+		out = append(out, s.view(img))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Created.After(out[j].Created) })
+	return out
+}
+
+// Count is the number of images.
+func (s *Store) Count() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.images)
+}
+
+// Tag gives image source the name repo:tag (tag defaults to latest).
+func (s *Store) Tag(source, repo, tag string) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	img, err := s.resolveLocked(source)
+	if err != nil {
+		return "", err
+	}
+	ref := repo
+	if tag != "" {
+		ref += ":" + tag
+	}
+	if repo == "" {
+		return "", errdefs.New(errdefs.InvalidParameter, "repository name must have at least one component")
+	}
+	n, err := NormalizeRef(ref)
+	if err != nil {
+		return "", err
+	}
+	old, had := s.repos[n]
+	s.repos[n] = img.ID
+	if err := s.saveRepos(); err != nil {
+		if had {
+			s.repos[n] = old
+		} else {
+			delete(s.repos, n)
+		}
+		return "", err
+	}
+	s.emit("tag", img.ID, map[string]string{"name": n})
+	return n, nil
+}
+
+func (s *Store) users(id string) []User {
+	if s.hooks.Users == nil {
+		return nil
+	}
+	return s.hooks.Users(id)
+}
+
+type conflictErr struct {
+	id, msg string
+	hard    bool
+}
+
+func (c conflictErr) error() error {
+	force := "must be forced"
+	if c.hard {
+		force = "cannot be forced"
+	}
+	return errdefs.New(errdefs.Conflict, "conflict: unable to delete %s (%s) - %s", ShortID(c.id), force, c.msg)
+}
+
+// Remove is `docker rmi`: untag a reference, and delete the image when no
+// reference is left and no container uses it (unless forced; a running
+// container's image can never be deleted).
+func (s *Store) Remove(ref string, force bool) ([]bus.ImageDeleted, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	img, err := s.resolveLocked(ref)
+	if err != nil {
+		return nil, err
+	}
+	id := img.ID
+	tags := s.tagsOf(id)
+	users := s.users(id)
+	var out []bus.ImageDeleted
+	if !isIDPrefix(id, ref) {
+		n, err := NormalizeRef(ref)
+		if err != nil {
+			return nil, err
+		}
+		if !force && len(tags) == 1 && len(users) > 0 {
+			return nil, errdefs.New(errdefs.Conflict, "conflict: unable to remove repository reference %q (must force) - container %s is using its referenced image %s", ref, ShortID(users[0].ID), ShortID(id))
+		}
+		if err := s.untagLocked(n); err != nil {
+			return nil, err
+		}
+		out = append(out, bus.ImageDeleted{Untagged: n})
+		if len(s.tagsOf(id)) > 0 {
+			return out, nil
+		}
+		// the last tag is gone: delete the image, quietly keeping it when in use
+		if c := checkConflict(id, users, force, false); c != nil {
+			return out, nil
+		}
+	} else {
+		if c := checkConflict(id, users, force, len(tags) > 1); c != nil {
+			return nil, c.error()
+		}
+		for _, t := range tags {
+			if err := s.untagLocked(t); err != nil {
+				return out, err
+			}
+			out = append(out, bus.ImageDeleted{Untagged: t})
+		}
+	}
+	if err := os.Remove(filepath.Join(s.dir, "configs", strings.TrimPrefix(id, "sha256:")+".json")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return out, err
+	}
+	delete(s.images, id)
+	s.removeUnusedLayersLocked(img)
+	s.emit("delete", id, nil)
+	out = append(out, bus.ImageDeleted{Deleted: id})
+	for _, d := range img.RootFS.DiffIDs {
+		out = append(out, bus.ImageDeleted{Deleted: d.String()})
+	}
+	return out, nil
+}
+
+func checkConflict(id string, users []User, force, multiTags bool) *conflictErr {
+	for _, u := range users {
+		if u.Running {
+			return &conflictErr{id: id, hard: true, msg: "image is being used by running container " + ShortID(u.ID)}
+		}
+	}
+	if force {
+		return nil
+	}
+	if multiTags {
+		return &conflictErr{id: id, msg: "image is referenced in multiple repositories"}
+	}
+	if len(users) > 0 {
+		return &conflictErr{id: id, msg: "image is being used by stopped container " + ShortID(users[0].ID)}
+	}
+	return nil
+}
+
+func (s *Store) untagLocked(ref string) error {
+	id, ok := s.repos[ref]
+	if !ok {
+		return nil
+	}
+	delete(s.repos, ref)
+	if err := s.saveRepos(); err != nil {
+		s.repos[ref] = id
+		return err
+	}
+	s.emit("untag", id, map[string]string{"name": ref})
+	return nil
+}
+
+// removeUnusedLayersLocked deletes img's layer directories no other image uses.
+func (s *Store) removeUnusedLayersLocked(img *bus.Image) {
+	for _, d := range img.RootFS.DiffIDs {
+		used := false
+		for _, other := range s.images {
+			if other.ID != img.ID && slices.Contains(other.RootFS.DiffIDs, d) {
+				used = true
+				break
+			}
+		}
+		if !used {
+			_ = os.RemoveAll(s.LayerDir(d.String()))
+		}
+	}
+}

@@ -1,0 +1,590 @@
+package specconv
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/mount"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"berth/pkg/errdefs"
+)
+
+// Options are the inputs of Spec.
+type Options struct {
+	ID         string
+	Config     *container.Config     // merged with the image config (see Merge)
+	HostConfig *container.HostConfig // may be nil
+	// Rootfs is the container's root filesystem on the host, used to
+	// resolve user and group names; spec.Root.Path is "rootfs" (relative
+	// to the bundle) unless RootPath is set.
+	Rootfs   string
+	RootPath string
+	// EtcFiles are host files bind-mounted over /etc/hostname, /etc/hosts
+	// and /etc/resolv.conf (destination → source), as Docker does.
+	EtcFiles map[string]string
+}
+
+// DefaultCapabilities are Docker's default capabilities.
+func DefaultCapabilities() []string {
+	return []string{
+		"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
+		"CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
+		"CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+	}
+}
+
+// AllCapabilities are the capabilities a privileged container gets.
+func AllCapabilities() []string {
+	return []string{
+		"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
+		"CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
+		"CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
+		"CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
+		"CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
+		"CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
+		"CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE",
+		"CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
+		"CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+	}
+}
+
+// MaskedPaths and ReadonlyPaths are Docker's defaults.
+var (
+	MaskedPaths = []string{
+		"/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore", "/proc/keys",
+		"/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
+		"/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap",
+	}
+	ReadonlyPaths = []string{
+		"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+	}
+)
+
+func i64(v int64) *int64 { return &v }
+
+// DefaultNoFile is Docker's RLIMIT_NOFILE for containers.
+const DefaultNoFile = 1048576
+
+// NoFileLimit is DefaultNoFile, lowered to this process's hard limit when
+// the process cannot raise it (no CAP_SYS_RESOURCE): the runtime could not
+// set a higher one either.
+func NoFileLimit() uint64 {
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil || rl.Max >= DefaultNoFile || hasCapSysResource() {
+		return DefaultNoFile
+	}
+	return rl.Max
+}
+
+func hasCapSysResource() bool {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return true
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return err != nil || n&(1<<unix.CAP_SYS_RESOURCE) != 0
+		}
+	}
+	return true
+}
+
+func defaultDevices() []specs.LinuxDeviceCgroup {
+	dev := func(typ string, major, minor int64, access string) specs.LinuxDeviceCgroup {
+		d := specs.LinuxDeviceCgroup{Allow: true, Type: typ, Access: access}
+		if major >= 0 {
+			d.Major = i64(major)
+		}
+		if minor >= 0 {
+			d.Minor = i64(minor)
+		}
+		return d
+	}
+	return []specs.LinuxDeviceCgroup{
+		{Allow: false, Access: "rwm"},
+		dev("c", -1, -1, "m"),
+		dev("b", -1, -1, "m"),
+		dev("c", 1, 3, "rwm"),    // /dev/null
+		dev("c", 1, 8, "rwm"),    // /dev/random
+		dev("c", 1, 7, "rwm"),    // /dev/full
+		dev("c", 5, 0, "rwm"),    // /dev/tty
+		dev("c", 1, 5, "rwm"),    // /dev/zero
+		dev("c", 1, 9, "rwm"),    // /dev/urandom
+		dev("c", 136, -1, "rwm"), // /dev/pts/*
+		dev("c", 5, 2, "rwm"),    // /dev/ptmx
+		dev("c", 10, 200, "rwm"), // /dev/net/tun
+	}
+}
+
+// Spec builds the OCI runtime spec for a container.
+func Spec(o Options) (*specs.Spec, error) {
+	c := o.Config
+	if c == nil {
+		return nil, errdefs.New(errdefs.InvalidParameter, "config cannot be empty in order to create a container")
+	}
+	hc := o.HostConfig
+	if hc == nil {
+		hc = &container.HostConfig{}
+	}
+	args := Args(c)
+	if len(args) == 0 {
+		return nil, errdefs.New(errdefs.InvalidParameter, "no command specified")
+	}
+	user, home, err := ResolveUser(o.Rootfs, c.User, hc.GroupAdd)
+	if err != nil {
+		return nil, err
+	}
+	hostname := c.Hostname
+	if hostname == "" && len(o.ID) >= 12 {
+		hostname = o.ID[:12]
+	}
+	cwd := c.WorkingDir
+	if cwd == "" {
+		cwd = "/"
+	}
+	if !filepath.IsAbs(cwd) {
+		return nil, errdefs.New(errdefs.InvalidParameter, "the working directory '%s' is invalid, it needs to be an absolute path", cwd)
+	}
+	rootPath := o.RootPath
+	if rootPath == "" {
+		rootPath = "rootfs"
+	}
+
+	s := &specs.Spec{
+		Version:  specs.Version,
+		Hostname: hostname,
+		Root:     &specs.Root{Path: rootPath, Readonly: hc.ReadonlyRootfs},
+		Process: &specs.Process{
+			Terminal: c.Tty,
+			User:     user,
+			Args:     args,
+			Env:      Env(c, hostname, home),
+			Cwd:      filepath.Clean(cwd),
+			Rlimits: []specs.POSIXRlimit{
+				{Type: "RLIMIT_NOFILE", Hard: NoFileLimit(), Soft: NoFileLimit()},
+			},
+		},
+		Mounts:      defaultMounts(hc),
+		Annotations: map[string]string{},
+		Linux: &specs.Linux{
+			CgroupsPath: "/berth/" + o.ID,
+			Namespaces:  namespaces(hc),
+			Resources:   &specs.LinuxResources{Devices: defaultDevices()},
+			Sysctl:      map[string]string{},
+		},
+	}
+	for k, v := range c.Labels {
+		s.Annotations[k] = v
+	}
+	if c.Tty {
+		s.Process.ConsoleSize = &specs.Box{Height: 24, Width: 80}
+		if hc.ConsoleSize[0] > 0 && hc.ConsoleSize[1] > 0 {
+			s.Process.ConsoleSize = &specs.Box{Height: hc.ConsoleSize[0], Width: hc.ConsoleSize[1]}
+		}
+	}
+	caps, err := capabilities(hc)
+	if err != nil {
+		return nil, err
+	}
+	s.Process.Capabilities = &specs.LinuxCapabilities{Bounding: caps, Effective: caps, Permitted: caps}
+	if !hc.Privileged {
+		s.Linux.MaskedPaths = append([]string(nil), MaskedPaths...)
+		s.Linux.ReadonlyPaths = append([]string(nil), ReadonlyPaths...)
+	}
+	if hc.OomScoreAdj != 0 {
+		v := hc.OomScoreAdj
+		s.Process.OOMScoreAdj = &v
+	}
+	for _, opt := range hc.SecurityOpt {
+		if opt == "no-new-privileges" || opt == "no-new-privileges:true" || opt == "no-new-privileges=true" {
+			s.Process.NoNewPrivileges = true
+		}
+	}
+	for k, v := range hc.Sysctls {
+		s.Linux.Sysctl[k] = v
+	}
+	for _, u := range hc.Ulimits {
+		name := "RLIMIT_" + strings.ToUpper(u.Name)
+		replaced := false
+		for i := range s.Process.Rlimits {
+			if s.Process.Rlimits[i].Type == name {
+				s.Process.Rlimits[i] = specs.POSIXRlimit{Type: name, Hard: uint64(u.Hard), Soft: uint64(u.Soft)}
+				replaced = true
+			}
+		}
+		if !replaced {
+			s.Process.Rlimits = append(s.Process.Rlimits, specs.POSIXRlimit{Type: name, Hard: uint64(u.Hard), Soft: uint64(u.Soft)})
+		}
+	}
+	resources(s.Linux.Resources, hc)
+	for _, dst := range []string{"/etc/hostname", "/etc/hosts", "/etc/resolv.conf"} {
+		if src := o.EtcFiles[dst]; src != "" {
+			opts := []string{"rbind", "rprivate"}
+			if hc.ReadonlyRootfs {
+				opts = append(opts, "ro")
+			}
+			s.Mounts = append(s.Mounts, specs.Mount{Destination: dst, Type: "bind", Source: src, Options: opts})
+		}
+	}
+	mounts, err := userMounts(hc)
+	if err != nil {
+		return nil, err
+	}
+	s.Mounts = overrideMounts(s.Mounts, mounts)
+	return s, nil
+}
+
+// Env is the process environment, Docker's way: PATH (unless the config
+// sets it), HOSTNAME, TERM=xterm with a tty, then the config's entries
+// (which replace earlier ones of the same name), HOME last if still unset.
+func Env(c *container.Config, hostname, home string) []string {
+	var env []string
+	hasPath := false
+	for _, e := range c.Env {
+		if strings.HasPrefix(e, "PATH=") {
+			hasPath = true
+		}
+	}
+	if !hasPath {
+		env = append(env, "PATH="+DefaultPath)
+	}
+	env = append(env, "HOSTNAME="+hostname)
+	if c.Tty {
+		env = append(env, "TERM=xterm")
+	}
+	for _, e := range c.Env {
+		k, _, hasEq := strings.Cut(e, "=")
+		if !hasEq {
+			// "FOO" without a value: Docker takes it from the client's
+			// environment; here it unsets an earlier default.
+			env = removeEnv(env, k)
+			continue
+		}
+		env = removeEnv(env, k)
+		env = append(env, e)
+	}
+	hasHome := false
+	for _, e := range env {
+		if strings.HasPrefix(e, "HOME=") {
+			hasHome = true
+		}
+	}
+	if !hasHome && home != "" {
+		env = append(env, "HOME="+home)
+	}
+	return env
+}
+
+func removeEnv(env []string, k string) []string {
+	out := env[:0]
+	for _, e := range env {
+		if ek, _, _ := strings.Cut(e, "="); ek != k {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func namespaces(hc *container.HostConfig) []specs.LinuxNamespace {
+	ns := []specs.LinuxNamespace{{Type: specs.MountNamespace}}
+	if !hc.PidMode.IsHost() {
+		ns = append(ns, specs.LinuxNamespace{Type: specs.PIDNamespace})
+	}
+	if !hc.IpcMode.IsHost() {
+		ns = append(ns, specs.LinuxNamespace{Type: specs.IPCNamespace})
+	}
+	if !hc.UTSMode.IsHost() {
+		ns = append(ns, specs.LinuxNamespace{Type: specs.UTSNamespace})
+	}
+	if !hc.NetworkMode.IsHost() {
+		ns = append(ns, specs.LinuxNamespace{Type: specs.NetworkNamespace})
+	}
+	if hc.CgroupnsMode.IsPrivate() {
+		ns = append(ns, specs.LinuxNamespace{Type: specs.CgroupNamespace})
+	}
+	return ns
+}
+
+func defaultMounts(hc *container.HostConfig) []specs.Mount {
+	shmSize := hc.ShmSize
+	if shmSize <= 0 {
+		shmSize = 64 << 20
+	}
+	sysOpts := []string{"nosuid", "noexec", "nodev", "ro"}
+	cgOpts := []string{"ro", "nosuid", "noexec", "nodev"}
+	if hc.Privileged {
+		sysOpts = []string{"nosuid", "noexec", "nodev"}
+		cgOpts = []string{"nosuid", "noexec", "nodev"}
+	}
+	return []specs.Mount{
+		{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
+		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+		{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
+		{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: sysOpts},
+		{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: cgOpts},
+		{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
+		{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", fmt.Sprintf("size=%d", shmSize)}},
+	}
+}
+
+// userMounts are HostConfig.Binds ("/host:/ctr[:ro]") and Tmpfs.
+func userMounts(hc *container.HostConfig) ([]specs.Mount, error) {
+	var out []specs.Mount
+	for _, b := range hc.Binds {
+		parts := strings.Split(b, ":")
+		if len(parts) < 2 || len(parts) > 3 {
+			return nil, errdefs.New(errdefs.InvalidParameter, "invalid volume specification: '%s'", b)
+		}
+		src, dst := parts[0], parts[1]
+		if !filepath.IsAbs(src) {
+			return nil, errdefs.New(errdefs.NotImplemented, "named volumes are not supported: '%s'", b)
+		}
+		if !filepath.IsAbs(dst) || filepath.Clean(dst) == "/" {
+			return nil, errdefs.New(errdefs.InvalidParameter, "invalid volume specification: '%s': invalid mount config: destination must be an absolute path other than /", b)
+		}
+		opts := []string{"rbind", "rprivate"}
+		ro := false
+		if len(parts) == 3 {
+			for _, o := range strings.Split(parts[2], ",") {
+				switch o {
+				case "ro":
+					ro = true
+				case "rw", "z", "Z", "":
+				default:
+					return nil, errdefs.New(errdefs.InvalidParameter, "invalid mode: %s", o)
+				}
+			}
+		}
+		if ro {
+			opts = append(opts, "ro")
+		}
+		out = append(out, specs.Mount{Destination: filepath.Clean(dst), Type: "bind", Source: filepath.Clean(src), Options: opts})
+	}
+	for _, mt := range hc.Mounts {
+		dst := mt.Target
+		if !filepath.IsAbs(dst) || filepath.Clean(dst) == "/" {
+			return nil, errdefs.New(errdefs.InvalidParameter, "invalid mount config for type %q: invalid mount path: '%s' mount path must be absolute", mt.Type, dst)
+		}
+		switch mt.Type {
+		case mount.TypeBind:
+			if !filepath.IsAbs(mt.Source) {
+				return nil, errdefs.New(errdefs.InvalidParameter, "invalid mount config for type \"bind\": invalid mount path: '%s' mount path must be absolute", mt.Source)
+			}
+			if _, err := os.Stat(mt.Source); err != nil {
+				return nil, errdefs.New(errdefs.InvalidParameter, "invalid mount config for type \"bind\": bind source path does not exist: %s", mt.Source)
+			}
+			opts := []string{"rbind", "rprivate"}
+			if mt.BindOptions != nil && mt.BindOptions.NonRecursive {
+				opts[0] = "bind"
+			}
+			if mt.ReadOnly {
+				opts = append(opts, "ro")
+			}
+			out = append(out, specs.Mount{Destination: filepath.Clean(dst), Type: "bind", Source: filepath.Clean(mt.Source), Options: opts})
+		case mount.TypeTmpfs:
+			if mt.Source != "" {
+				return nil, errdefs.New(errdefs.InvalidParameter, "invalid mount config for type \"tmpfs\": source must not be specified")
+			}
+			opts := []string{"nosuid", "nodev", "noexec"}
+			if mt.TmpfsOptions != nil {
+				if mt.TmpfsOptions.SizeBytes > 0 {
+					opts = append(opts, fmt.Sprintf("size=%d", mt.TmpfsOptions.SizeBytes))
+				}
+				if mt.TmpfsOptions.Mode != 0 {
+					opts = append(opts, fmt.Sprintf("mode=%o", mt.TmpfsOptions.Mode.Perm()))
+				}
+			}
+			if mt.ReadOnly {
+				opts = append(opts, "ro")
+			}
+			out = append(out, specs.Mount{Destination: filepath.Clean(dst), Type: "tmpfs", Source: "tmpfs", Options: opts})
+		default:
+			return nil, errdefs.New(errdefs.NotImplemented, "mounts of type %q are not supported", mt.Type)
+		}
+	}
+	for dst, o := range hc.Tmpfs {
+		if !filepath.IsAbs(dst) {
+			return nil, errdefs.New(errdefs.InvalidParameter, "invalid tmpfs destination %q", dst)
+		}
+		opts := []string{"nosuid", "nodev", "noexec"}
+		if o != "" {
+			opts = append(opts, strings.Split(o, ",")...)
+		}
+		out = append(out, specs.Mount{Destination: filepath.Clean(dst), Type: "tmpfs", Source: "tmpfs", Options: opts})
+	}
+	return out, nil
+}
+
+// overrideMounts appends user mounts, dropping defaults they replace.
+func overrideMounts(defaults, user []specs.Mount) []specs.Mount {
+	if len(user) == 0 {
+		return defaults
+	}
+	var out []specs.Mount
+	for _, d := range defaults {
+		keep := true
+		for _, u := range user {
+			if u.Destination == d.Destination {
+				keep = false
+			}
+		}
+		if keep {
+			out = append(out, d)
+		}
+	}
+	return append(out, user...)
+}
+
+func normCap(c string) string {
+	c = strings.ToUpper(strings.TrimSpace(c))
+	if c == "ALL" {
+		return c
+	}
+	if !strings.HasPrefix(c, "CAP_") {
+		c = "CAP_" + c
+	}
+	return c
+}
+
+func capabilities(hc *container.HostConfig) ([]string, error) {
+	if hc.Privileged {
+		return AllCapabilities(), nil
+	}
+	valid := map[string]bool{}
+	for _, c := range AllCapabilities() {
+		valid[c] = true
+	}
+	set := map[string]bool{}
+	for _, c := range DefaultCapabilities() {
+		set[c] = true
+	}
+	for _, c := range hc.CapDrop {
+		n := normCap(c)
+		if n == "ALL" {
+			set = map[string]bool{}
+			continue
+		}
+		if !valid[n] {
+			return nil, errdefs.New(errdefs.InvalidParameter, "unknown capability drop: %q", c)
+		}
+		delete(set, n)
+	}
+	for _, c := range hc.CapAdd {
+		n := normCap(c)
+		if n == "ALL" {
+			for k := range valid {
+				set[k] = true
+			}
+			continue
+		}
+		if !valid[n] {
+			return nil, errdefs.New(errdefs.InvalidParameter, "unknown capability: %q", c)
+		}
+		set[n] = true
+	}
+	var out []string
+	for _, c := range AllCapabilities() {
+		if set[c] {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+func resources(r *specs.LinuxResources, hc *container.HostConfig) {
+	res := hc.Resources
+	if res.Memory > 0 || res.MemoryReservation > 0 || res.MemorySwap != 0 || res.KernelMemory > 0 || (res.OomKillDisable != nil && *res.OomKillDisable) || res.MemorySwappiness != nil {
+		m := &specs.LinuxMemory{}
+		if res.Memory > 0 {
+			m.Limit = i64(res.Memory)
+			swap := res.MemorySwap
+			if swap == 0 {
+				swap = 2 * res.Memory // Docker's default: as much swap as memory
+			}
+			m.Swap = i64(swap)
+		}
+		if res.MemoryReservation > 0 {
+			m.Reservation = i64(res.MemoryReservation)
+		}
+		if res.OomKillDisable != nil && *res.OomKillDisable {
+			t := true
+			m.DisableOOMKiller = &t
+		}
+		if res.MemorySwappiness != nil && *res.MemorySwappiness >= 0 {
+			v := uint64(*res.MemorySwappiness)
+			m.Swappiness = &v
+		}
+		r.Memory = m
+	}
+	if res.CPUShares > 0 || res.CPUQuota > 0 || res.CPUPeriod > 0 || res.NanoCPUs > 0 || res.CpusetCpus != "" || res.CpusetMems != "" {
+		c := &specs.LinuxCPU{Cpus: res.CpusetCpus, Mems: res.CpusetMems}
+		if res.CPUShares > 0 {
+			v := uint64(res.CPUShares)
+			c.Shares = &v
+		}
+		if res.NanoCPUs > 0 {
+			period := uint64(100000)
+			c.Period = &period
+			q := res.NanoCPUs * int64(period) / 1e9
+			c.Quota = &q
+		} else {
+			if res.CPUPeriod > 0 {
+				v := uint64(res.CPUPeriod)
+				c.Period = &v
+			}
+			if res.CPUQuota > 0 {
+				v := res.CPUQuota
+				c.Quota = &v
+			}
+		}
+		r.CPU = c
+	}
+	if res.PidsLimit != nil && *res.PidsLimit != 0 {
+		r.Pids = &specs.LinuxPids{Limit: i64(*res.PidsLimit)}
+	}
+	if res.BlkioWeight > 0 {
+		w := res.BlkioWeight
+		r.BlockIO = &specs.LinuxBlockIO{Weight: &w}
+	}
+}
+
+// HostsFile is the /etc/hosts of a container with its own network
+// namespace (Docker's defaults).
+func HostsFile() string {
+	return "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n" +
+		"fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
+}
+
+// ResolvConf derives a container's /etc/resolv.conf from the host's: in a
+// network namespace of its own, loopback name servers are useless, so they
+// are dropped (and Google's public servers used when none is left, like
+// Docker).
+func ResolvConf(host []byte, hostNetwork bool) string {
+	if hostNetwork {
+		return string(host)
+	}
+	var out []string
+	servers := 0
+	for _, line := range strings.Split(string(host), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[0] == "nameserver" {
+			if strings.HasPrefix(f[1], "127.") || f[1] == "::1" {
+				continue
+			}
+			servers++
+		}
+		out = append(out, line)
+	}
+	res := strings.TrimRight(strings.Join(out, "\n"), "\n") + "\n"
+	if servers == 0 {
+		res += "nameserver 8.8.8.8\nnameserver 8.8.4.4\n"
+	}
+	return strings.TrimLeft(res, "\n")
+}

@@ -1,0 +1,335 @@
+// Package app wires the supervisor together: flags, embedded NATS,
+// JetStream resources, image store, container manager, bus server, metrics.
+// Tests start it in-process with temporary roots.
+package app
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sys/unix"
+
+	"berth/pkg/bus"
+	"berth/pkg/image"
+	"berth/services/supervisor/containers"
+	"berth/services/supervisor/metrics"
+	"berth/services/supervisor/natsd"
+	"berth/services/supervisor/server"
+)
+
+// Config is the supervisor's configuration (its flags).
+type Config struct {
+	Root         string
+	ExecRoot     string
+	Node         string
+	NATSURL      string // empty: start the embedded server
+	NATSListen   string
+	NATSUser     string
+	NATSPassword string
+	MetricsAddr  string // empty: no metrics listener
+	Shim         string
+	Runtime      string
+	LogLevel     string
+	Logger       *slog.Logger
+}
+
+// DefaultNode is the host name up to its first dot (a subject token).
+func DefaultNode() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "local"
+	}
+	h, _, _ = strings.Cut(h, ".")
+	return h
+}
+
+// ParseFlags reads the command line.
+func ParseFlags(args []string) (Config, error) {
+	var c Config
+	fs := flag.NewFlagSet("berth-supervisor", flag.ContinueOnError)
+	self, _ := os.Executable()
+	dir := filepath.Dir(self)
+	fs.StringVar(&c.Root, "root", "/var/lib/berth", "persistent state: images, container records, logs, JetStream store")
+	fs.StringVar(&c.ExecRoot, "exec-root", "/run/berth", "runtime state: bundles, shim state, runtime state")
+	fs.StringVar(&c.Node, "node", DefaultNode(), "node name used in bus subjects")
+	fs.StringVar(&c.NATSURL, "nats-url", "", "NATS server URL; empty starts the embedded server")
+	fs.StringVar(&c.NATSListen, "nats-listen", "127.0.0.1:4222", "listen address of the embedded NATS server")
+	fs.StringVar(&c.NATSUser, "nats-user", os.Getenv("BERTH_NATS_USER"), "NATS user (env BERTH_NATS_USER)")
+	fs.StringVar(&c.NATSPassword, "nats-password", os.Getenv("BERTH_NATS_PASSWORD"), "NATS password (env BERTH_NATS_PASSWORD; prefer --nats-password-file)")
+	pwFile := fs.String("nats-password-file", "", "file holding the NATS password")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", "127.0.0.1:9325", "listen address of /metrics; empty disables it")
+	fs.StringVar(&c.Shim, "shim", filepath.Join(dir, "berth-shim"), "path of berth-shim")
+	fs.StringVar(&c.Runtime, "runtime", filepath.Join(dir, "berth-runtime"), "path of the OCI runtime (runc-compatible)")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if *pwFile != "" {
+		b, err := os.ReadFile(*pwFile)
+		if err != nil {
+			return c, fmt.Errorf("--nats-password-file: %w", err)
+		}
+		c.NATSPassword = strings.TrimSpace(string(b))
+	}
+	return c, nil
+}
+
+// NewLogger is the JSON slog logger on stderr at level.
+func NewLogger(level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: %w", level, err)
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+}
+
+// Supervisor is a running supervisor.
+type Supervisor struct {
+	Config     Config
+	NATSURL    string // the URL clients (and shims) use
+	Conn       *nats.Conn
+	Containers *containers.Manager
+	Images     *image.Store
+	Server     *server.Server
+	MetricsURL string
+
+	nats    *natsd.Server
+	httpSrv *http.Server
+	log     *slog.Logger
+}
+
+// Start brings the supervisor up.
+func Start(c Config) (_ *Supervisor, err error) {
+	log := c.Logger
+	if log == nil {
+		if log, err = NewLogger(c.LogLevel); err != nil {
+			return nil, err
+		}
+	}
+	if err := bus.Token(c.Node); err != nil {
+		return nil, fmt.Errorf("--node: %w", err)
+	}
+	for _, p := range []*string{&c.Root, &c.ExecRoot, &c.Shim, &c.Runtime} {
+		if *p, err = filepath.Abs(*p); err != nil {
+			return nil, err
+		}
+	}
+	for _, d := range []string{c.Root, c.ExecRoot} {
+		if err := os.MkdirAll(d, 0o711); err != nil {
+			return nil, err
+		}
+	}
+	s := &Supervisor{Config: c, log: log}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	s.NATSURL = c.NATSURL
+	if s.NATSURL == "" {
+		s.nats, err = natsd.Start(natsd.Options{Listen: c.NATSListen, StoreDir: filepath.Join(c.Root, "nats"), Name: "berth-" + c.Node, Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		s.NATSURL = s.nats.ClientURL()
+		log.Info("embedded NATS started", "url", s.NATSURL)
+	}
+	s.Conn, err = bus.Connect(bus.Options{URL: s.NATSURL, Name: "berth-supervisor-" + c.Node, User: c.NATSUser, Password: c.NATSPassword, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	js, err := setupJetStream(s.Conn, log)
+	if err != nil {
+		log.Error("JetStream unavailable: events are not stored and image import is off", "err", err)
+		js = nil
+	}
+	srv := &server.Server{Node: c.Node, Conn: s.Conn, JS: js, Log: log}
+	s.Server = srv
+	s.Images, err = image.Open(filepath.Join(c.Root, "images"), image.Hooks{})
+	if err != nil {
+		return nil, fmt.Errorf("image store: %w", err)
+	}
+	var met *metrics.Metrics
+	s.Containers, err = containers.New(containers.Config{
+		Root: c.Root, ExecRoot: c.ExecRoot, Node: c.Node,
+		ShimBin: c.Shim, RuntimeBin: c.Runtime,
+		NATSURL: s.NATSURL, NATSUser: c.NATSUser, NATSPass: c.NATSPassword,
+		Images: s.Images, Conn: s.Conn, Logger: log,
+		Event: srv.PublishEvent,
+		OnRunning: func(d time.Duration) {
+			if met != nil {
+				met.CreateToRunning.Observe(d.Seconds())
+			}
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("restoring containers: %w", err)
+	}
+	s.Images.SetHooks(image.Hooks{
+		Users: s.Containers.Users,
+		Event: func(action, id string, attrs map[string]string) { srv.PublishEvent("image", action, id, attrs) },
+	})
+	met = metrics.New(s.Containers.Counts, func() int { return s.Containers.Counts()["running"] + s.Containers.Counts()["paused"] })
+	srv.Metrics = met
+	srv.Containers = s.Containers
+	srv.Images = s.Images
+	srv.Info = s.info
+	if err := srv.Start(); err != nil {
+		return nil, err
+	}
+	if c.MetricsAddr != "" {
+		ln, err := net.Listen("tcp", c.MetricsAddr)
+		if err != nil {
+			return nil, fmt.Errorf("--metrics-addr: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", met.Handler())
+		s.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		s.MetricsURL = "http://" + ln.Addr().String() + "/metrics"
+		go func() { _ = s.httpSrv.Serve(ln) }()
+	}
+	log.Info("supervisor ready", "node", c.Node, "root", c.Root, "execRoot", c.ExecRoot, "nats", s.NATSURL, "metrics", s.MetricsURL)
+	return s, nil
+}
+
+func setupJetStream(nc *nats.Conn, log *slog.Logger) (jetstream.JetStream, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := js.Stream(ctx, bus.EventsStream); errors.Is(err, jetstream.ErrStreamNotFound) {
+		_, err = js.CreateStream(ctx, jetstream.StreamConfig{
+			Name:        bus.EventsStream,
+			Description: "berth events (docker events --since)",
+			Subjects:    []string{bus.EventsAll},
+			Storage:     jetstream.FileStorage,
+			Retention:   jetstream.LimitsPolicy,
+			Discard:     jetstream.DiscardOld,
+			MaxAge:      7 * 24 * time.Hour,
+			MaxMsgs:     1_000_000,
+			MaxBytes:    1 << 30,
+		})
+		if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			return nil, fmt.Errorf("creating stream %s: %w", bus.EventsStream, err)
+		}
+		log.Info("created the events stream", "stream", bus.EventsStream)
+	} else if err != nil {
+		return nil, err
+	}
+	if _, err := js.ObjectStore(ctx, bus.UploadsBucket); errors.Is(err, jetstream.ErrBucketNotFound) {
+		_, err = js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{
+			Bucket:      bus.UploadsBucket,
+			Description: "request bodies (image tarballs) handed from apigw to the supervisor",
+			Storage:     jetstream.FileStorage,
+			TTL:         24 * time.Hour,
+		})
+		if err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
+			return nil, fmt.Errorf("creating object store %s: %w", bus.UploadsBucket, err)
+		}
+	} else if err != nil {
+		return nil, err
+	}
+	return js, nil
+}
+
+func (s *Supervisor) info() bus.Info {
+	info := bus.Info{
+		ID:              engineID(s.Config.Root),
+		Name:            s.Config.Node,
+		Images:          s.Images.Count(),
+		Driver:          "overlayfs",
+		RootDir:         s.Config.Root,
+		CgroupVersion:   "1",
+		OperatingSystem: osName(),
+		NCPU:            runtime.NumCPU(),
+		Runtime:         filepath.Base(s.Config.Runtime),
+	}
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+		info.CgroupVersion = "2"
+	}
+	var u unix.Utsname
+	if unix.Uname(&u) == nil {
+		info.KernelVersion = unix.ByteSliceToString(u.Release[:])
+	}
+	var si unix.Sysinfo_t
+	if unix.Sysinfo(&si) == nil {
+		info.MemTotal = int64(si.Totalram) * int64(si.Unit)
+	}
+	s.Containers.Info(&info)
+	return info
+}
+
+// engineID is a stable ID of this installation, kept in <root>/engine-id.
+func engineID(root string) string {
+	p := filepath.Join(root, "engine-id")
+	if b, err := os.ReadFile(p); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		return strings.TrimSpace(string(b))
+	}
+	id := containers.NewID()
+	_ = containers.WriteFileAtomic(p, []byte(id+"\n"), 0o600)
+	return id
+}
+
+func osName() string {
+	f, err := os.Open("/etc/os-release")
+	if err != nil {
+		return "Linux"
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "PRETTY_NAME="); ok {
+			return strings.Trim(v, `"`)
+		}
+	}
+	return "Linux"
+}
+
+// Close stops the supervisor; containers and their shims keep running.
+func (s *Supervisor) Close() {
+	if s.httpSrv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = s.httpSrv.Shutdown(ctx)
+		cancel()
+	}
+	if s.Server != nil && s.Server.Containers != nil {
+		s.Server.Stop(5 * time.Second)
+	}
+	if s.Conn != nil {
+		_ = s.Conn.Drain()
+		s.Conn.Close()
+	}
+	if s.nats != nil {
+		s.nats.Shutdown()
+	}
+}
+
+// Run starts the supervisor and runs it until ctx is done.
+func Run(ctx context.Context, c Config) error {
+	s, err := Start(c)
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	s.log.Info("stopping; containers keep running")
+	s.Close()
+	return nil
+}

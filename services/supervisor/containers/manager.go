@@ -1,0 +1,744 @@
+// Package containers keeps the supervisor's container records (one JSON
+// record per container under <root>/containers/<id>/, written atomically)
+// and drives their lifecycle: create, start (overlayfs rootfs, OCI bundle,
+// shim), stop, kill, restart, remove, rename, exit reports and restore.
+package containers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/pkg/namesgenerator"
+	"github.com/nats-io/nats.go"
+
+	"berth/pkg/bus"
+	"berth/pkg/errdefs"
+	"berth/pkg/image"
+	"berth/pkg/specconv"
+)
+
+// Config configures a Manager.
+type Config struct {
+	Root        string // --root
+	ExecRoot    string // --exec-root
+	Node        string
+	ShimBin     string
+	RuntimeBin  string
+	NATSURL     string // handed to shims
+	NATSUser    string
+	NATSPass    string
+	Images      *image.Store
+	Conn        *nats.Conn
+	Logger      *slog.Logger
+	Event       func(typ, action, id string, attrs map[string]string)
+	OnRunning   func(createToRunning time.Duration)
+	ShimTimeout time.Duration // for shim requests; 0 means 10s
+}
+
+// Manager owns every container of the node.
+type Manager struct {
+	cfg Config
+	log *slog.Logger
+
+	mu    sync.Mutex
+	byID  map[string]*ctr
+	names map[string]string // "/name" → ID
+	keys  map[string]string // idempotency key of the create → ID (survives restarts)
+}
+
+type ctr struct {
+	op  sync.Mutex // one lifecycle operation (start, stop, restart, remove) at a time
+	wmu sync.Mutex // orders record writes
+
+	// guarded by Manager.mu
+	rec         bus.Container
+	starting    bool
+	pendingExit *bus.ExitReport
+	exited      chan struct{} // closed when the current run ends
+	oomSeen     bool
+	removed     bool
+}
+
+// New creates the manager and restores the records found on disk.
+func New(cfg Config) (*Manager, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.ShimTimeout == 0 {
+		cfg.ShimTimeout = 10 * time.Second
+	}
+	if cfg.Event == nil {
+		cfg.Event = func(string, string, string, map[string]string) {}
+	}
+	m := &Manager{cfg: cfg, log: cfg.Logger, byID: map[string]*ctr{}, names: map[string]string{}, keys: map[string]string{}}
+	for _, d := range []string{m.containersDir(), filepath.Join(cfg.ExecRoot, "bundles"), filepath.Join(cfg.ExecRoot, "shims"), filepath.Join(cfg.ExecRoot, "runtime")} {
+		if err := os.MkdirAll(d, 0o711); err != nil {
+			return nil, err
+		}
+	}
+	if err := m.restore(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func (m *Manager) containersDir() string           { return filepath.Join(m.cfg.Root, "containers") }
+func (m *Manager) dir(id string) string            { return filepath.Join(m.containersDir(), id) }
+func (m *Manager) bundle(id string) string         { return filepath.Join(m.cfg.ExecRoot, "bundles", id) }
+func (m *Manager) shimDir(id string) string        { return filepath.Join(m.cfg.ExecRoot, "shims", id) }
+func (m *Manager) logPath(id string) string        { return filepath.Join(m.dir(id), id+"-json.log") }
+func (m *Manager) rootfs(id string) string         { return filepath.Join(m.bundle(id), "rootfs") }
+func (m *Manager) runtimeRoot() string             { return filepath.Join(m.cfg.ExecRoot, "runtime") }
+func closedChan() chan struct{}                    { c := make(chan struct{}); close(c); return c }
+func shortID(id string) string                     { return id[:12] }
+func (c *ctr) name() string                        { return strings.TrimPrefix(c.rec.Name, "/") }
+func isRunningState(s string) bool                 { return s == "running" || s == "paused" || s == "restarting" }
+func (m *Manager) shimSubject(id, v string) string { return bus.Shim(m.cfg.Node, id, v) }
+
+// save writes the container's record atomically.
+func (m *Manager) save(c *ctr) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	m.mu.Lock()
+	rec := c.rec
+	removed := c.removed
+	m.mu.Unlock()
+	if removed {
+		return nil
+	}
+	return writeRecord(m.dir(rec.ID), &rec)
+}
+
+// restore loads every record from disk and settles those whose shim is gone.
+func (m *Manager) restore() error {
+	ents, err := os.ReadDir(m.containersDir())
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if !e.IsDir() || !idPattern.MatchString(e.Name()) {
+			continue
+		}
+		dir := filepath.Join(m.containersDir(), e.Name())
+		rec, err := readRecord(dir)
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				// a create that never finished: nothing to keep
+				m.log.Warn("removing container directory without a record", "dir", dir)
+				_ = os.RemoveAll(dir)
+				continue
+			}
+			m.log.Error("unreadable container record, skipped", "dir", dir, "err", err)
+			continue
+		}
+		if rec.ID != e.Name() {
+			m.log.Error("container record ID does not match its directory, skipped", "dir", dir)
+			continue
+		}
+		c := &ctr{rec: *rec, exited: closedChan()}
+		m.byID[rec.ID] = c
+		m.names[rec.Name] = rec.ID
+		if k, err := os.ReadFile(filepath.Join(dir, keyFile)); err == nil && time.Since(rec.Created) < KeyTTL {
+			m.keys[string(k)] = rec.ID
+		}
+	}
+	for _, c := range m.byID {
+		id := c.rec.ID
+		if isRunningState(c.rec.State.Status) {
+			if m.shimAlive(id) {
+				c.exited = make(chan struct{})
+				continue
+			}
+			if rep, ok := m.readExitFile(id); ok {
+				m.log.Info("restore: applying the exit report the shim left", "id", id)
+				c.exited = make(chan struct{})
+				m.applyExit(c, rep)
+				continue
+			}
+			m.log.Warn("restore: the shim of a running container is gone", "id", id)
+			c.exited = make(chan struct{})
+			m.applyExit(c, bus.ExitReport{ID: id, Pid: c.rec.State.Pid, ExitCode: 255, ExitedAt: time.Now().UTC(), Error: "shim disappeared"})
+			continue
+		}
+		if m.shimAlive(id) {
+			// a start cut short by a crash: the shim exists but the record
+			// never said running
+			m.adoptOrStop(c)
+			continue
+		}
+		// not running: no mount or bundle should be left
+		m.cleanupRun(id)
+	}
+	return nil
+}
+
+// adoptOrStop settles a container whose record is not running but whose
+// shim lives: a started container is adopted as running (its exit report
+// will follow), a merely created one is shut down.
+func (m *Manager) adoptOrStop(c *ctr) {
+	id := c.rec.ID
+	if m.cfg.Conn == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var st bus.ShimStateResponse
+	if err := bus.Call(ctx, m.cfg.Conn, m.shimSubject(id, bus.ShimState), struct{}{}, &st); err != nil {
+		m.log.Warn("restore: a live shim does not answer; leaving it", "id", id, "err", err)
+		return
+	}
+	switch st.Status {
+	case "running", "paused", "stopped":
+		m.log.Info("restore: adopting a container whose start was cut short", "id", id, "shimStatus", st.Status)
+		c.rec.State = bus.State{Status: "running", Running: true, Pid: st.Pid, StartedAt: time.Now().UTC(), FinishedAt: c.rec.State.FinishedAt}
+		c.exited = make(chan struct{})
+		if err := writeRecord(m.dir(id), &c.rec); err != nil {
+			m.log.Error("saving record", "id", id, "err", err)
+		}
+	default:
+		m.log.Info("restore: shutting down the shim of a container never started", "id", id)
+		_ = m.shutdownShim(id)
+		m.cleanupRun(id)
+	}
+}
+
+func (m *Manager) readExitFile(id string) (bus.ExitReport, bool) {
+	var rep bus.ExitReport
+	data, err := os.ReadFile(filepath.Join(m.shimDir(id), bus.ShimExitFile))
+	if err != nil {
+		return rep, false
+	}
+	if json.Unmarshal(data, &rep) != nil {
+		return rep, false
+	}
+	return rep, true
+}
+
+// shimAlive reports whether the shim of id still runs (its pid file names a
+// live process).
+func (m *Manager) shimAlive(id string) bool {
+	data, err := os.ReadFile(filepath.Join(m.shimDir(id), bus.ShimPidFile))
+	if err != nil {
+		return false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil || pid <= 0 {
+		return false
+	}
+	if err := syscallKill(pid); err != nil {
+		return false
+	}
+	// a zombie or a recycled pid is not our shim
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	if i := strings.LastIndexByte(string(stat), ')'); i > 0 && len(stat) > i+2 && stat[i+2] == 'Z' {
+		return false
+	}
+	return true
+}
+
+// resolveLocked finds a container by full ID, name (with or without "/"),
+// or unique ID prefix.
+func (m *Manager) resolveLocked(ref string) (*ctr, error) {
+	if ref == "" {
+		return nil, errdefs.New(errdefs.InvalidParameter, "missing container ID or name")
+	}
+	if c, ok := m.byID[ref]; ok {
+		return c, nil
+	}
+	name := ref
+	if !strings.HasPrefix(name, "/") {
+		name = "/" + name
+	}
+	if id, ok := m.names[name]; ok {
+		return m.byID[id], nil
+	}
+	var found *ctr
+	if len(ref) <= 64 && strings.Trim(ref, "0123456789abcdef") == "" {
+		for id, c := range m.byID {
+			if strings.HasPrefix(id, ref) {
+				if found != nil {
+					return nil, errdefs.New(errdefs.NotFound, "No such container: %s (multiple IDs found with provided prefix)", ref)
+				}
+				found = c
+			}
+		}
+	}
+	if found == nil {
+		return nil, errdefs.NoSuchContainer(ref)
+	}
+	return found, nil
+}
+
+func (m *Manager) resolve(ref string) (*ctr, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.resolveLocked(ref)
+}
+
+// attrs are an event's attributes: the container's labels, name and image.
+func (m *Manager) attrsLocked(c *ctr, extra ...string) map[string]string {
+	a := map[string]string{}
+	if c.rec.Config != nil {
+		for k, v := range c.rec.Config.Labels {
+			a[k] = v
+		}
+		a["image"] = c.rec.Config.Image
+	}
+	a["name"] = c.name()
+	for i := 0; i+1 < len(extra); i += 2 {
+		a[extra[i]] = extra[i+1]
+	}
+	return a
+}
+
+func (m *Manager) event(c *ctr, action string, extra ...string) {
+	m.mu.Lock()
+	a := m.attrsLocked(c, extra...)
+	id := c.rec.ID
+	m.mu.Unlock()
+	m.cfg.Event("container", action, id, a)
+}
+
+// Users lists the containers using image id (the image store's hook).
+func (m *Manager) Users(imageID string) []image.User {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []image.User
+	for _, c := range m.byID {
+		if c.rec.Image == imageID {
+			out = append(out, image.User{ID: c.rec.ID, Running: isRunningState(c.rec.State.Status) || c.starting})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Counts returns the number of containers by state.
+func (m *Manager) Counts() map[string]int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := map[string]int{}
+	for _, c := range m.byID {
+		out[c.rec.State.Status]++
+	}
+	return out
+}
+
+// Create is `docker create`.
+func (m *Manager) Create(req *bus.CreateRequest) (*bus.CreateResponse, error) {
+	if req.Config == nil {
+		return nil, errdefs.New(errdefs.InvalidParameter, "Config cannot be empty in order to create a container")
+	}
+	if req.Config.Image == "" {
+		return nil, errdefs.New(errdefs.InvalidParameter, "no image specified: the config's Image field is empty")
+	}
+	if req.Name != "" && !namePattern.MatchString(strings.TrimPrefix(req.Name, "/")) {
+		return nil, errdefs.New(errdefs.InvalidParameter, "Invalid container name (%s), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", req.Name)
+	}
+	if req.Key != "" {
+		m.mu.Lock()
+		id, ok := m.keys[req.Key]
+		if c := m.byID[id]; ok && c != nil && time.Since(c.rec.Created) < KeyTTL {
+			m.mu.Unlock()
+			return &bus.CreateResponse{ID: id, Warnings: []string{}}, nil
+		}
+		m.mu.Unlock()
+	}
+	img, err := m.cfg.Images.Get(req.Config.Image)
+	if err != nil {
+		if errdefs.Is(err, errdefs.NotFound) {
+			return nil, errdefs.NoSuchImage(image.RefForError(req.Config.Image))
+		}
+		return nil, err
+	}
+	// deep copy of the caller's config, merged with the image's
+	var cfg container.Config
+	if err := copyJSON(req.Config, &cfg); err != nil {
+		return nil, err
+	}
+	hc := &container.HostConfig{}
+	if req.HostConfig != nil {
+		if err := copyJSON(req.HostConfig, hc); err != nil {
+			return nil, err
+		}
+	}
+	specconv.Merge(&cfg, img.Config)
+	args := specconv.Args(&cfg)
+	if len(args) == 0 {
+		return nil, errdefs.New(errdefs.InvalidParameter, "no command specified")
+	}
+	if err := validateHostConfig(hc); err != nil {
+		return nil, err
+	}
+	id := NewID()
+	if cfg.Hostname == "" {
+		cfg.Hostname = shortID(id)
+	}
+	// a dry run of the spec catches bad mounts, capabilities, working dirs
+	dry := cfg
+	dry.User = ""
+	if _, err := specconv.Spec(specconv.Options{ID: id, Config: &dry, HostConfig: hc}); err != nil {
+		return nil, err
+	}
+
+	m.mu.Lock()
+	name := req.Name
+	if name == "" {
+		for i := 0; ; i++ {
+			name = "/" + namesgenerator.GetRandomName(i)
+			if _, used := m.names[name]; !used {
+				break
+			}
+		}
+	} else if !strings.HasPrefix(name, "/") {
+		name = "/" + name
+	}
+	if other, used := m.names[name]; used {
+		m.mu.Unlock()
+		return nil, errdefs.New(errdefs.Conflict, "Conflict. The container name %q is already in use by container %q. You have to remove (or rename) that container to be able to reuse that name.", name, other)
+	}
+	m.names[name] = id // reserved
+	m.mu.Unlock()
+
+	now := time.Now().UTC()
+	c := &ctr{exited: closedChan(), rec: bus.Container{
+		ID:         id,
+		Name:       name,
+		Created:    now,
+		Path:       args[0],
+		Args:       append([]string{}, args[1:]...),
+		Config:     &cfg,
+		HostConfig: hc,
+		Image:      img.ID,
+		State:      bus.State{Status: "created"},
+		LogPath:    m.logPath(id),
+		Driver:     "overlayfs",
+
+		HostnamePath:   filepath.Join(m.dir(id), "hostname"),
+		HostsPath:      filepath.Join(m.dir(id), "hosts"),
+		ResolvConfPath: filepath.Join(m.dir(id), "resolv.conf"),
+	}}
+	fail := func(err error) (*bus.CreateResponse, error) {
+		m.mu.Lock()
+		delete(m.names, name)
+		m.mu.Unlock()
+		_ = os.RemoveAll(m.dir(id))
+		return nil, err
+	}
+	if err := os.Mkdir(m.dir(id), 0o710); err != nil {
+		return fail(err)
+	}
+	if req.Key != "" {
+		if err := os.WriteFile(filepath.Join(m.dir(id), keyFile), []byte(req.Key), 0o600); err != nil {
+			return fail(err)
+		}
+	}
+	if err := writeRecord(m.dir(id), &c.rec); err != nil {
+		return fail(fmt.Errorf("writing the container record: %w", err))
+	}
+	m.mu.Lock()
+	m.byID[id] = c
+	if req.Key != "" {
+		m.keys[req.Key] = id
+	}
+	m.mu.Unlock()
+	m.event(c, "create")
+	return &bus.CreateResponse{ID: id, Warnings: []string{}}, nil
+}
+
+func validateHostConfig(hc *container.HostConfig) error {
+	switch hc.LogConfig.Type {
+	case "", "json-file":
+	default:
+		return errdefs.New(errdefs.InvalidParameter, "logging driver %q is not supported (only json-file)", hc.LogConfig.Type)
+	}
+	if _, _, err := logLimits(hc); err != nil {
+		return err
+	}
+	switch hc.RestartPolicy.Name {
+	case "", container.RestartPolicyDisabled:
+	default:
+		if hc.AutoRemove {
+			return errdefs.New(errdefs.InvalidParameter, "can't create 'AutoRemove' container with restart policy")
+		}
+	}
+	r := hc.Resources
+	if r.Memory < 0 || (r.Memory > 0 && r.Memory < 6*1024*1024) {
+		return errdefs.New(errdefs.InvalidParameter, "Minimum memory limit allowed is 6MB")
+	}
+	if r.Memory > 0 && r.MemorySwap > 0 && r.MemorySwap < r.Memory {
+		return errdefs.New(errdefs.InvalidParameter, "Minimum memoryswap limit should be larger than memory limit, see usage")
+	}
+	if r.MemorySwap != 0 && r.MemorySwap != -1 && r.Memory == 0 {
+		return errdefs.New(errdefs.InvalidParameter, "You should always set the Memory limit when using Memoryswap limit, see usage")
+	}
+	if r.NanoCPUs != 0 && (r.CPUPeriod != 0 || r.CPUQuota != 0) {
+		return errdefs.New(errdefs.InvalidParameter, "Conflicting options: Nano CPUs and CPU Period cannot both be set")
+	}
+	if n := int64(runtime.NumCPU()); r.NanoCPUs < 0 || r.NanoCPUs > n*1e9 {
+		return errdefs.New(errdefs.InvalidParameter, "Range of CPUs is from 0.01 to %d.00, as there are only %d CPUs available", n, n)
+	}
+	if r.CPUShares < 0 || r.CPUQuota < 0 || r.CPUPeriod < 0 {
+		return errdefs.New(errdefs.InvalidParameter, "CPU shares, quota and period cannot be negative")
+	}
+	if r.CPUPeriod != 0 && (r.CPUPeriod < 1000 || r.CPUPeriod > 1000000) {
+		return errdefs.New(errdefs.InvalidParameter, "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)")
+	}
+	if r.CPUQuota != 0 && r.CPUQuota < 1000 {
+		return errdefs.New(errdefs.InvalidParameter, "CPU cfs quota can not be less than 1ms (i.e. 1000)")
+	}
+	if hc.ShmSize < 0 {
+		return errdefs.New(errdefs.InvalidParameter, "SHM size can not be less than 0")
+	}
+	if hc.NetworkMode != "" && !hc.NetworkMode.IsDefault() && !hc.NetworkMode.IsNone() && !hc.NetworkMode.IsHost() && !hc.NetworkMode.IsBridge() {
+		return errdefs.New(errdefs.InvalidParameter, "network mode %q is not supported (none, host, bridge, default)", hc.NetworkMode)
+	}
+	return nil
+}
+
+func copyJSON(in, out any) error {
+	data, err := json.Marshal(in)
+	if err != nil {
+		return errdefs.Wrap(errdefs.InvalidParameter, err)
+	}
+	return json.Unmarshal(data, out)
+}
+
+// Inspect returns a container's record.
+func (m *Manager) Inspect(ref string) (*bus.Container, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c, err := m.resolveLocked(ref)
+	if err != nil {
+		return nil, err
+	}
+	rec := c.rec
+	return &rec, nil
+}
+
+// List returns the records, newest first; only running ones unless all.
+func (m *Manager) List(all bool) []bus.Container {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := []bus.Container{}
+	for _, c := range m.byID {
+		if all || isRunningState(c.rec.State.Status) {
+			out = append(out, c.rec)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Created.After(out[j].Created) })
+	return out
+}
+
+// Rename is `docker rename`.
+func (m *Manager) Rename(ref, newName string) error {
+	if newName == "" {
+		return errdefs.New(errdefs.InvalidParameter, "Neither old nor new names may be empty")
+	}
+	if !namePattern.MatchString(strings.TrimPrefix(newName, "/")) {
+		return errdefs.New(errdefs.InvalidParameter, "Invalid container name (%s), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", newName)
+	}
+	nn := "/" + strings.TrimPrefix(newName, "/")
+	m.mu.Lock()
+	c, err := m.resolveLocked(ref)
+	if err != nil {
+		m.mu.Unlock()
+		return err
+	}
+	old := c.rec.Name
+	if old == nn {
+		m.mu.Unlock()
+		return errdefs.New(errdefs.InvalidParameter, "Renaming a container with the same name as its current name")
+	}
+	if other, used := m.names[nn]; used {
+		m.mu.Unlock()
+		return errdefs.New(errdefs.Conflict, "Conflict. The container name %q is already in use by container %q. You have to remove (or rename) that container to be able to reuse that name.", nn, other)
+	}
+	delete(m.names, old)
+	m.names[nn] = c.rec.ID
+	c.rec.Name = nn
+	m.mu.Unlock()
+	if err := m.save(c); err != nil {
+		m.mu.Lock()
+		delete(m.names, nn)
+		m.names[old] = c.rec.ID
+		c.rec.Name = old
+		m.mu.Unlock()
+		return err
+	}
+	m.event(c, "rename", "oldName", old)
+	return nil
+}
+
+// Remove is `docker rm`.
+func (m *Manager) Remove(ctx context.Context, ref string, force bool) error {
+	c, err := m.resolve(ref)
+	if err != nil {
+		return err
+	}
+	c.op.Lock()
+	defer c.op.Unlock()
+	m.mu.Lock()
+	if c.removed {
+		m.mu.Unlock()
+		return errdefs.NoSuchContainer(ref)
+	}
+	running := isRunningState(c.rec.State.Status)
+	name := c.rec.Name
+	m.mu.Unlock()
+	if running {
+		if !force {
+			return errdefs.New(errdefs.Conflict, "cannot remove container %q: container is running: stop the container before removing or force remove", name)
+		}
+		if err := m.killAndWait(ctx, c, 9, 15*time.Second); err != nil {
+			return fmt.Errorf("could not kill running container %s, cannot remove: %w", c.rec.ID, err)
+		}
+	}
+	return m.removeLocked(c)
+}
+
+// removeLocked deletes everything of a stopped container (c.op held).
+func (m *Manager) removeLocked(c *ctr) error {
+	id := c.rec.ID
+	m.cleanupRun(id)
+	if isMountPoint(m.rootfs(id)) {
+		return fmt.Errorf("cannot remove container %s: its root filesystem is still mounted at %s", id, m.rootfs(id))
+	}
+	_ = m.shutdownShim(id)
+	if err := os.RemoveAll(m.shimDir(id)); err != nil {
+		m.log.Warn("removing shim state", "id", id, "err", err)
+	}
+	// the record goes first, atomically, so a crash halfway leaves no
+	// record pointing at a half-deleted directory
+	c.wmu.Lock()
+	err := os.Remove(filepath.Join(m.dir(id), RecordFile))
+	if err == nil || errors.Is(err, os.ErrNotExist) {
+		m.mu.Lock()
+		c.removed = true
+		m.mu.Unlock()
+	}
+	c.wmu.Unlock()
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("removing the container record: %w", err)
+	}
+	if err := os.RemoveAll(m.dir(id)); err != nil {
+		m.log.Warn("removing container directory", "id", id, "err", err)
+	}
+	m.mu.Lock()
+	delete(m.byID, id)
+	for k, v := range m.keys {
+		if v == id {
+			delete(m.keys, k)
+		}
+	}
+	if m.names[c.rec.Name] == id {
+		delete(m.names, c.rec.Name)
+	}
+	m.mu.Unlock()
+	m.event(c, "destroy")
+	return nil
+}
+
+// Prune removes every stopped container matching the filters.
+func (m *Manager) Prune(ctx context.Context, filters map[string][]string) (*bus.PruneResponse, error) {
+	var until time.Time
+	if u := filters["until"]; len(u) > 0 {
+		t, err := parseTime(u[0])
+		if err != nil {
+			return nil, err
+		}
+		until = t
+	}
+	m.mu.Lock()
+	var cands []*ctr
+	for _, c := range m.byID {
+		if isRunningState(c.rec.State.Status) || c.starting {
+			continue
+		}
+		if !until.IsZero() && !c.rec.Created.Before(until) {
+			continue
+		}
+		if !matchLabels(c.rec.Config, filters["label"], true) || !matchLabels(c.rec.Config, filters["label!"], false) {
+			continue
+		}
+		cands = append(cands, c)
+	}
+	m.mu.Unlock()
+	resp := &bus.PruneResponse{Deleted: []string{}}
+	for _, c := range cands {
+		c.op.Lock()
+		m.mu.Lock()
+		ok := !c.removed && !isRunningState(c.rec.State.Status)
+		m.mu.Unlock()
+		if ok {
+			if err := m.removeLocked(c); err == nil {
+				resp.Deleted = append(resp.Deleted, c.rec.ID)
+			}
+		}
+		c.op.Unlock()
+	}
+	return resp, nil
+}
+
+func parseTime(s string) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	if f, err := strconv.ParseFloat(s, 64); err == nil {
+		sec := int64(f)
+		return time.Unix(sec, int64((f-float64(sec))*1e9)), nil
+	}
+	if d, err := time.ParseDuration(s); err == nil {
+		return time.Now().Add(-d), nil
+	}
+	return time.Time{}, errdefs.New(errdefs.InvalidParameter, "invalid until filter %q", s)
+}
+
+// matchLabels: with want, every filter must match; without, none may.
+func matchLabels(cfg *container.Config, filters []string, want bool) bool {
+	var labels map[string]string
+	if cfg != nil {
+		labels = cfg.Labels
+	}
+	for _, f := range filters {
+		k, v, hasV := strings.Cut(f, "=")
+		lv, ok := labels[k]
+		match := ok && (!hasV || lv == v)
+		if match != want {
+			return false
+		}
+	}
+	return true
+}
+
+// Info fills the container counts of bus.Info.
+func (m *Manager) Info(info *bus.Info) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, c := range m.byID {
+		info.Containers++
+		switch {
+		case c.rec.State.Paused:
+			info.ContainersPaused++
+		case isRunningState(c.rec.State.Status):
+			info.ContainersRunning++
+		default:
+			info.ContainersStopped++
+		}
+	}
+}

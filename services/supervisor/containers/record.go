@@ -1,0 +1,98 @@
+package containers
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"time"
+
+	"berth/pkg/bus"
+)
+
+// RecordFile is the container record's file name in <root>/containers/<id>/.
+const RecordFile = "container.json"
+
+// keyFile keeps the idempotency key of the create, so that a create retried
+// after a supervisor restart still finds its container.
+const keyFile = "create.key"
+
+// KeyTTL is how long a create's idempotency key is honoured.
+const KeyTTL = 10 * time.Minute
+
+var (
+	idPattern   = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	namePattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
+)
+
+// NewID returns a random 64-hex-character container ID whose 12-character
+// short form is not all digits (Docker's rule, so it never reads as a number).
+func NewID() string {
+	for {
+		var b [32]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			panic(err)
+		}
+		id := hex.EncodeToString(b[:])
+		if _, err := strconv.ParseUint(id[:12], 10, 64); err == nil {
+			continue
+		}
+		return id
+	}
+}
+
+// WriteFileAtomic writes data to a temporary file beside path, syncs it and
+// renames it over path, then syncs the directory: a crash leaves either the
+// old or the new content, never a torn file.
+func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(perm)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		_ = d.Sync()
+		_ = d.Close()
+	}
+	return nil
+}
+
+func writeRecord(dir string, rec *bus.Container) error {
+	data, err := json.MarshalIndent(rec, "", "  ")
+	if err != nil {
+		return err
+	}
+	return WriteFileAtomic(filepath.Join(dir, RecordFile), data, 0o600)
+}
+
+func readRecord(dir string) (*bus.Container, error) {
+	data, err := os.ReadFile(filepath.Join(dir, RecordFile))
+	if err != nil {
+		return nil, err
+	}
+	var rec bus.Container
+	if err := json.Unmarshal(data, &rec); err != nil {
+		return nil, err
+	}
+	return &rec, nil
+}
