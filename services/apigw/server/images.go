@@ -1,0 +1,254 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"path"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
+	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"berth/pkg/bus"
+	"berth/pkg/errdefs"
+	"berth/services/apigw/dockerapi"
+)
+
+// importTimeout bounds an image import on the supervisor's side.
+const importTimeout = 10 * time.Minute
+
+func (s *Server) imageList(w http.ResponseWriter, r *http.Request) {
+	f, err := dockerapi.ParseFilters(r.URL.Query().Get("filters"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if err := f.Validate(map[string]bool{"reference": true, "label": true, "dangling": true}); err != nil {
+		s.fail(w, r, errdefs.Wrap(errdefs.InvalidParameter, err))
+		return
+	}
+	var ims []bus.Image
+	if err := s.call(r, bus.AreaImages, bus.VerbImageList, struct{}{}, &ims); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	sort.SliceStable(ims, func(i, j int) bool { return ims[i].Created.After(ims[j].Created) })
+	out := make([]image.Summary, 0, len(ims))
+	for i := range ims {
+		if matchImage(f, &ims[i]) {
+			out = append(out, dockerapi.ImageSummary(&ims[i]))
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// matchImage applies the reference, label and dangling filters of GET
+// /images/json; a reference filter also trims im.RepoTags to the matching tags.
+func matchImage(f filters.Args, im *bus.Image) bool {
+	if f.Contains("dangling") {
+		dangling := len(im.RepoTags) == 0
+		if f.ExactMatch("dangling", "true") != dangling && !(f.ExactMatch("dangling", "1") && dangling) {
+			return false
+		}
+	}
+	if !f.MatchKVList("label", im.Config.Labels) {
+		return false
+	}
+	if f.Contains("reference") {
+		// Like dockerd: only the matching tags are listed.
+		var tags []string
+		for _, tag := range im.RepoTags {
+			name, _, _ := strings.Cut(dockerapi.NormalizeImageRef(tag), "@")
+			repo := name[:strings.LastIndex(name, ":")]
+			for _, pat := range f.Get("reference") {
+				npat := strings.TrimPrefix(strings.TrimPrefix(pat, "docker.io/"), "library/")
+				m1, _ := path.Match(npat, repo)
+				m2, _ := path.Match(npat, name)
+				if m1 || m2 {
+					tags = append(tags, tag)
+					break
+				}
+			}
+		}
+		if len(tags) == 0 {
+			return false
+		}
+		im.RepoTags = tags
+	}
+	return true
+}
+
+// imageRef extracts {name} from /images/{name}/{suffix}; names may hold slashes.
+func imageRef(r *http.Request, suffix string) (string, bool) {
+	rest := chi.URLParam(r, "*")
+	if suffix == "" {
+		return rest, rest != ""
+	}
+	name, ok := strings.CutSuffix(rest, "/"+suffix)
+	return name, ok && name != ""
+}
+
+func (s *Server) imageGet(w http.ResponseWriter, r *http.Request) {
+	name, ok := imageRef(r, "json")
+	if !ok {
+		s.fail(w, r, errdefs.New(errdefs.NotFound, "page not found"))
+		return
+	}
+	var im bus.Image
+	if err := s.call(r, bus.AreaImages, bus.VerbImageInspect, bus.ImageRequest{Name: name}, &im); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, dockerapi.ImageInspect(&im))
+}
+
+func (s *Server) imagePost(w http.ResponseWriter, r *http.Request) {
+	name, ok := imageRef(r, "tag")
+	if !ok {
+		s.fail(w, r, errdefs.New(errdefs.NotFound, "page not found"))
+		return
+	}
+	q := r.URL.Query()
+	repo, tag := q.Get("repo"), q.Get("tag")
+	if repo == "" {
+		s.fail(w, r, errdefs.New(errdefs.InvalidParameter, "repository name must have at least one component"))
+		return
+	}
+	repo, tag, err := splitRepoTag(repo, tag)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	req := bus.ImageTagRequest{Meta: newKey(), Source: name, Repo: repo, Tag: tag}
+	if err := s.call(r, bus.AreaImages, bus.VerbImageTag, req, nil); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusCreated)
+}
+
+func (s *Server) imageRemove(w http.ResponseWriter, r *http.Request) {
+	name, ok := imageRef(r, "")
+	if !ok {
+		s.fail(w, r, errdefs.New(errdefs.NotFound, "page not found"))
+		return
+	}
+	q := r.URL.Query()
+	req := bus.ImageRemoveRequest{
+		Meta:    newKey(),
+		Name:    name,
+		Force:   dockerapi.BoolValue(q.Get("force")),
+		NoPrune: dockerapi.BoolValue(q.Get("noprune")),
+	}
+	var resp []bus.ImageDeleted
+	if err := s.call(r, bus.AreaImages, bus.VerbImageRemove, req, &resp); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out := make([]image.DeleteResponse, 0, len(resp))
+	for _, d := range resp {
+		out = append(out, image.DeleteResponse{Untagged: d.Untagged, Deleted: d.Deleted})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// splitRepoTag splits "repo:tag" when tag is empty; the default tag is latest.
+func splitRepoTag(repo, tag string) (string, string, error) {
+	if strings.Contains(repo, "@") {
+		return "", "", errdefs.New(errdefs.InvalidParameter, "invalid reference format: digests are not supported here: %s", repo)
+	}
+	slash := strings.LastIndex(repo, "/")
+	if i := strings.LastIndex(repo, ":"); i > slash {
+		if tag == "" {
+			tag = repo[i+1:]
+		}
+		repo = repo[:i]
+	}
+	if tag == "" {
+		tag = "latest"
+	}
+	if repo == "" || strings.ToLower(repo) != repo || strings.ContainsAny(repo, " \t\n") {
+		return "", "", errdefs.New(errdefs.InvalidParameter, "invalid reference format: repository name (%s) must be lowercase", repo)
+	}
+	return repo, tag, nil
+}
+
+// imageCreate is POST /images/create: import from the request body
+// (fromSrc=-); pulling from a registry is not supported.
+func (s *Server) imageCreate(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	if from := q.Get("fromImage"); from != "" {
+		repo := strings.TrimPrefix(strings.TrimPrefix(from, "docker.io/"), "library/")
+		if i := strings.LastIndex(repo, ":"); i > strings.LastIndex(repo, "/") {
+			repo = repo[:i]
+		}
+		s.fail(w, r, errdefs.New(errdefs.NotFound, "pull access denied for %s, repository does not exist or may require 'docker login' (berth cannot pull images from registries; use docker import)", repo))
+		return
+	}
+	src := q.Get("fromSrc")
+	if src == "" {
+		s.fail(w, r, errdefs.New(errdefs.InvalidParameter, "one of fromImage or fromSrc is required"))
+		return
+	}
+	if src != "-" {
+		s.fail(w, r, errdefs.New(errdefs.NotImplemented, "berth imports images from the request body only (fromSrc=-), not from %s", src))
+		return
+	}
+	repo, tag := q.Get("repo"), q.Get("tag")
+	if repo != "" {
+		var err error
+		if repo, tag, err = splitRepoTag(repo, tag); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	}
+	js, err := s.jetstream()
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), importTimeout)
+	defer cancel()
+	store, err := js.ObjectStore(ctx, bus.UploadsBucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		store, err = js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: bus.UploadsBucket, Description: "berth: request bodies handed from apigw to the supervisor"})
+	}
+	if err != nil {
+		s.metrics.busErrors.Inc()
+		s.fail(w, r, errdefs.New(errdefs.Unavailable, "cannot open the upload store %s: %v", bus.UploadsBucket, err))
+		return
+	}
+	object := "import-" + uuid.NewString()
+	if _, err := store.Put(ctx, jetstream.ObjectMeta{Name: object, Description: "docker import " + repo}, r.Body); err != nil {
+		_ = store.Delete(context.WithoutCancel(ctx), object)
+		s.fail(w, r, errdefs.New(errdefs.Unavailable, "uploading the image tarball to the bus failed: %v", err))
+		return
+	}
+	req := bus.ImageImportRequest{
+		Meta:    newKey(),
+		Object:  object,
+		Repo:    repo,
+		Tag:     tag,
+		Changes: q["changes"],
+		Message: q.Get("message"),
+	}
+	var resp bus.ImageImportResponse
+	if err := s.callTimeout(r, importTimeout, bus.AreaImages, bus.VerbImageImport, req, &resp); err != nil {
+		if errdefs.Is(err, errdefs.Unavailable) {
+			// The supervisor may never have seen it: do not leave it behind.
+			_ = store.Delete(context.WithoutCancel(ctx), object)
+		}
+		s.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	fmt.Fprintf(w, "{\"status\":%q}\n", resp.ID)
+}
