@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"os/exec"
 	"strings"
 	"testing"
@@ -72,8 +73,12 @@ func TestLifecycleAndInspect(t *testing.T) {
 		t.Fatalf("ps: %q", got)
 	}
 	waitLog(t, s, name, "out")
-	if out, errOut, _ := s.Docker("logs", "--stdout=false", name); errOut != "err" || out != "" {
-		t.Fatalf("logs stderr only: out %q err %q", out, errOut)
+	// stream selection (the CLI always asks for both): stderr only is one frame of stream 2
+	if st, body := call(t, s, "GET", "/containers/"+name+"/logs?stderr=1", ""); st != 200 || body != "\x02\x00\x00\x00\x00\x00\x00\x04err\n" {
+		t.Fatalf("logs stderr only: %d %q", st, body)
+	}
+	if st, msg := call(t, s, "GET", "/containers/"+name+"/logs", ""); st != 400 || !strings.Contains(msg, "You must choose at least one stream") {
+		t.Fatalf("logs without streams: %d %q", st, msg)
 	}
 	if out, _, _ := s.Docker("logs", "--timestamps", name); !strings.Contains(out, "Z out") && !strings.Contains(out, "Z err") {
 		t.Fatalf("logs --timestamps: %q", out)
@@ -181,13 +186,13 @@ func TestNameConflictAndInvalidNames(t *testing.T) {
 	name := uniq("dup")
 	id := s.MustDocker("create", "--name", name, "busybox", "true")
 	defer s.Docker("rm", "-f", name)
-	_, errOut, code := s.Docker("create", "--name", name, "busybox", "true")
+	_, errOut, code := s.Docker("run", "-d", "--name", name, "busybox", "true")
 	want := fmt.Sprintf(`Conflict. The container name "/%s" is already in use by container "%s"`, name, id)
 	if code != 125 || !strings.Contains(errOut, want) {
 		t.Fatalf("exit %d %q", code, errOut)
 	}
 	for _, bad := range []string{"-x", "a/b", "../x", "a b", "é"} {
-		st, msg := call(t, s, "POST", "/containers/create?name="+bad, `{"Image":"busybox"}`)
+		st, msg := call(t, s, "POST", "/containers/create?name="+url.QueryEscape(bad), `{"Image":"busybox"}`)
 		if st != 400 || !strings.Contains(msg, "Invalid container name") {
 			t.Errorf("name %q: %d %q", bad, st, msg)
 		}
@@ -256,7 +261,7 @@ func TestEventsStream(t *testing.T) {
 	s := shared(t)
 	name := uniq("ev")
 	since := time.Now().Unix()
-	s.MustDocker("run", "--name", name, "busybox", "sh", "-c", "exit 3")
+	s.Docker("run", "--name", name, "busybox", "sh", "-c", "exit 3")
 	s.MustDocker("rename", name, name+"x")
 	s.MustDocker("rm", name+"x")
 	until := time.Now().Unix() + 1

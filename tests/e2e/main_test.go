@@ -35,7 +35,7 @@ func shared(t *testing.T) *stack.Stack {
 	if sharedStack == nil {
 		t.Fatal("the shared stack failed to start (see the first test's log)")
 	}
-	return sharedStack
+	return sharedStack.Bind(t)
 }
 
 // onceT lets the shared stack outlive the test that started it: its cleanups

@@ -212,6 +212,14 @@ func (s *Stack) KillAPIGW(sig syscall.Signal) {
 	}
 }
 
+// Bind returns a view of the stack whose failures are reported to t: tests
+// share one stack but each fails on its own.
+func (s *Stack) Bind(t testing.TB) *Stack {
+	cp := *s
+	cp.t = t
+	return &cp
+}
+
 // Env is the environment for a docker CLI aimed at this stack.
 func (s *Stack) Env() []string {
 	return append(os.Environ(), "DOCKER_HOST="+s.Host, "DOCKER_CLI_HINTS=false")

@@ -444,7 +444,7 @@ func TestAttachStdinAndLogs(t *testing.T) {
 		t.Fatalf("raw logs: %d %v %q", code, h, body)
 	}
 	code, _, body = e.do("GET", "/containers/catter/logs", nil)
-	if code != 400 || !strings.Contains(errMessage(t, body), "you must choose at least one stream") {
+	if code != 400 || !strings.Contains(errMessage(t, body), "You must choose at least one stream") {
 		t.Fatalf("no stream: %d %s", code, body)
 	}
 	code, _, _ = e.do("GET", "/containers/nope/logs?stdout=1", nil)

@@ -40,7 +40,7 @@ func (s *Server) containerLogs(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	stdout, stderr := dockerapi.BoolValue(q.Get("stdout")), dockerapi.BoolValue(q.Get("stderr"))
 	if !stdout && !stderr {
-		s.fail(w, r, errdefs.New(errdefs.InvalidParameter, "Bad parameters: you must choose at least one stream"))
+		s.fail(w, r, errdefs.New(errdefs.InvalidParameter, "You must choose at least one stream"))
 		return
 	}
 	follow := dockerapi.BoolValue(q.Get("follow"))
