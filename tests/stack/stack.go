@@ -155,6 +155,7 @@ func (s *Stack) StartSupervisor() {
 		"--root", s.Root, "--exec-root", s.ExecRoot, "--node", s.Node,
 		"--nats-listen", s.NATSAddr, "--metrics-addr", metrics)
 	cmd.Stdout, cmd.Stderr = s.logFile("supervisor"), s.logFile("supervisor")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // a crashed test leaves no daemon
 	if err := cmd.Start(); err != nil {
 		s.t.Fatal(err)
 	}
@@ -175,6 +176,7 @@ func (s *Stack) StartAPIGW() {
 	cmd := exec.Command(filepath.Join(s.Bin, "berth-apigw"),
 		"--host", s.Host, "--nats-url", "nats://"+s.NATSAddr, "--node", s.Node, "--metrics-addr", metrics)
 	cmd.Stdout, cmd.Stderr = s.logFile("apigw"), s.logFile("apigw")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		s.t.Fatal(err)
 	}
