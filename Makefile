@@ -3,7 +3,7 @@ GO       ?= go
 BIN      := bin
 SERVICES := apigw supervisor shim runtime
 BINARIES := $(addprefix $(BIN)/berth-,$(SERVICES))
-STATICCHECK := honnef.co/go/tools/cmd/staticcheck@2025.1.1
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .PHONY: all build deps run test test-short e2e acceptance lint bench bench-runtime fuzz clean $(BINARIES)
 

@@ -147,7 +147,7 @@ func Extract(r io.Reader, dir string) (ExtractStats, error) {
 					return st, err
 				}
 			}
-		case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
+		case tar.TypeReg, tar.TypeGNUSparse: // the reader turns the old TypeRegA into TypeReg
 			f, err := os.OpenFile(target, os.O_CREATE|os.O_EXCL|os.O_WRONLY|unix.O_NOFOLLOW, 0o600)
 			if err != nil {
 				return st, err

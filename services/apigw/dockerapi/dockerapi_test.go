@@ -1,5 +1,7 @@
 package dockerapi
 
+//lint:file-ignore SA1019 events keep the legacy status/id/from fields that older API clients still read
+
 import (
 	"encoding/json"
 	"net/http"
