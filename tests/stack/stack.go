@@ -86,6 +86,9 @@ type Stack struct {
 	NATSAddr string // host:port of the embedded NATS
 	Node     string
 
+	SupervisorMetrics string // host:port of the supervisor's /metrics
+	APIGWMetrics      string // host:port of apigw's /metrics
+
 	t   testing.TB
 	sup *exec.Cmd
 	gw  *exec.Cmd
@@ -150,10 +153,10 @@ func (s *Stack) logFile(name string) *os.File {
 // StartSupervisor starts (or restarts) the supervisor and waits for its bus.
 func (s *Stack) StartSupervisor() {
 	s.t.Helper()
-	metrics, _ := FreeAddr()
+	s.SupervisorMetrics, _ = FreeAddr()
 	cmd := exec.Command(filepath.Join(s.Bin, "berth-supervisor"),
 		"--root", s.Root, "--exec-root", s.ExecRoot, "--node", s.Node,
-		"--nats-listen", s.NATSAddr, "--metrics-addr", metrics)
+		"--nats-listen", s.NATSAddr, "--metrics-addr", s.SupervisorMetrics)
 	cmd.Stdout, cmd.Stderr = s.logFile("supervisor"), s.logFile("supervisor")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // a crashed test leaves no daemon
 	if err := cmd.Start(); err != nil {
@@ -172,9 +175,9 @@ func (s *Stack) StartSupervisor() {
 // StartAPIGW starts (or restarts) apigw and waits until the API answers.
 func (s *Stack) StartAPIGW() {
 	s.t.Helper()
-	metrics, _ := FreeAddr()
+	s.APIGWMetrics, _ = FreeAddr()
 	cmd := exec.Command(filepath.Join(s.Bin, "berth-apigw"),
-		"--host", s.Host, "--nats-url", "nats://"+s.NATSAddr, "--node", s.Node, "--metrics-addr", metrics)
+		"--host", s.Host, "--nats-url", "nats://"+s.NATSAddr, "--node", s.Node, "--metrics-addr", s.APIGWMetrics)
 	cmd.Stdout, cmd.Stderr = s.logFile("apigw"), s.logFile("apigw")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
