@@ -1,0 +1,85 @@
+package libct
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// Messages between the runtime and the container-side init travel as JSON
+// lines over a socketpair. The nsenter constructor writes the first one
+// ("pid") before the Go runtime of the init even starts.
+type message struct {
+	Type   string      `json:"type"`
+	Pid    int         `json:"pid,omitempty"`
+	Forked bool        `json:"forked,omitempty"`
+	Msg    string      `json:"msg,omitempty"`
+	Config *initConfig `json:"config,omitempty"`
+}
+
+const (
+	msgPid       = "pid"
+	msgConfig    = "config"
+	msgHooks     = "hooks"      // init: run prestart/createRuntime now
+	msgHooksDone = "hooks-done" // runtime: done
+	msgReady     = "ready"      // init: parked on the exec fifo
+	msgError     = "error"
+	msgDebug     = "debug" // init: progress, for --debug
+)
+
+// initConfig is everything the init needs.
+type initConfig struct {
+	Mode         string            `json:"mode"` // "create" or "exec"
+	ID           string            `json:"id"`
+	Spec         *specs.Spec       `json:"spec"`
+	Process      *specs.Process    `json:"process"`
+	Rootfs       string            `json:"rootfs"`
+	NoPivot      bool              `json:"no_pivot"`
+	NoNewKeyring bool              `json:"no_new_keyring"`
+	PreserveFds  int               `json:"preserve_fds"`
+	FifoFd       int               `json:"fifo_fd"`
+	ConsoleFd    int               `json:"console_fd"`
+	CgroupPaths  map[string]string `json:"cgroup_paths"`
+	CgroupV2     bool              `json:"cgroup_v2"`
+	UserNS       bool              `json:"user_ns"`
+	CgroupNS     bool              `json:"cgroup_ns"`
+	TimeNS       bool              `json:"time_ns"`
+	State        json.RawMessage   `json:"state"`
+	Debug        bool              `json:"debug"`
+}
+
+type channel struct {
+	f *os.File
+	r *bufio.Reader
+}
+
+func newChannel(f *os.File) *channel { return &channel{f: f, r: bufio.NewReader(f)} }
+
+func (c *channel) send(m message) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	_, err = c.f.Write(append(b, '\n'))
+	return err
+}
+
+// recv returns io.EOF when the other side is gone.
+func (c *channel) recv() (message, error) {
+	var m message
+	line, err := c.r.ReadBytes('\n')
+	if err != nil {
+		if len(line) == 0 {
+			return m, io.EOF
+		}
+		return m, err
+	}
+	if err := json.Unmarshal(line, &m); err != nil {
+		return m, fmt.Errorf("bad message from init: %w", err)
+	}
+	return m, nil
+}

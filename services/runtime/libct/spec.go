@@ -1,0 +1,141 @@
+package libct
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"berth/services/runtime/namespaces"
+	"berth/services/runtime/process"
+	"berth/services/runtime/rootfs"
+	"berth/services/runtime/seccomp"
+)
+
+// LoadSpec reads and validates <bundle>/config.json.
+func LoadSpec(bundle string) (*specs.Spec, error) {
+	b, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("config.json not found in bundle %s", bundle)
+		}
+		return nil, err
+	}
+	var s specs.Spec
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("config.json: malformed: %v", err)
+	}
+	if err := validateSpec(&s, bundle); err != nil {
+		return nil, fmt.Errorf("config.json: %w", err)
+	}
+	return &s, nil
+}
+
+func validateSpec(s *specs.Spec, bundle string) error {
+	major, _, _ := strings.Cut(s.Version, ".")
+	if s.Version == "" {
+		return errors.New("ociVersion is missing")
+	}
+	if major != "1" {
+		return fmt.Errorf("unsupported ociVersion %q (this runtime implements %s)", s.Version, specs.Version)
+	}
+	if s.Root == nil || s.Root.Path == "" {
+		return errors.New("root.path is missing")
+	}
+	root := s.Root.Path
+	if !filepath.IsAbs(root) {
+		root = filepath.Join(bundle, root)
+	}
+	if st, err := os.Stat(root); err != nil || !st.IsDir() {
+		return fmt.Errorf("rootfs (%s) does not exist", root)
+	}
+	if s.Process == nil {
+		return errors.New("process is missing")
+	}
+	if err := validateProcess(s.Process); err != nil {
+		return err
+	}
+	if s.Linux == nil {
+		return errors.New("linux section is missing")
+	}
+	l := s.Linux
+	if err := namespaces.Validate(l.Namespaces); err != nil {
+		return err
+	}
+	if !namespaces.Has(l.Namespaces, specs.MountNamespace) {
+		return errors.New("a mount namespace is required")
+	}
+	userNS := false
+	for _, ns := range l.Namespaces {
+		if ns.Type == specs.UserNamespace && ns.Path == "" {
+			userNS = true
+		}
+	}
+	if userNS && (len(l.UIDMappings) == 0 || len(l.GIDMappings) == 0) {
+		return errors.New("user namespace enabled, but no uid/gid mappings given")
+	}
+	if !userNS && (len(l.UIDMappings) > 0 || len(l.GIDMappings) > 0) {
+		return errors.New("uid/gid mappings given, but no new user namespace")
+	}
+	if (s.Hostname != "" || s.Domainname != "") && !namespaces.Has(l.Namespaces, specs.UTSNamespace) {
+		return errors.New("hostname/domainname need a private UTS namespace")
+	}
+	if l.RootfsPropagation != "" {
+		if _, ok := rootfs.Propagation(l.RootfsPropagation); !ok {
+			return fmt.Errorf("invalid rootfsPropagation %q", l.RootfsPropagation)
+		}
+	}
+	for _, m := range s.Mounts {
+		if m.Destination == "" {
+			return errors.New("mount with an empty destination")
+		}
+	}
+	for _, d := range l.Devices {
+		switch d.Type {
+		case "c", "b", "u", "p":
+		default:
+			return fmt.Errorf("device %s: invalid type %q", d.Path, d.Type)
+		}
+		if !filepath.IsAbs(d.Path) {
+			return fmt.Errorf("device path %q is not absolute", d.Path)
+		}
+	}
+	if err := seccomp.Validate(l.Seccomp); err != nil {
+		return err
+	}
+	if s.Hooks != nil {
+		all := [][]specs.Hook{s.Hooks.Prestart, s.Hooks.CreateRuntime, s.Hooks.CreateContainer, s.Hooks.StartContainer, s.Hooks.Poststart, s.Hooks.Poststop} //nolint:staticcheck
+		for _, hs := range all {
+			for _, h := range hs {
+				if !filepath.IsAbs(h.Path) {
+					return fmt.Errorf("hook path %q is not absolute", h.Path)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func validateProcess(p *specs.Process) error {
+	if len(p.Args) == 0 && p.CommandLine == "" {
+		return errors.New("process.args must not be empty")
+	}
+	if p.Cwd == "" || !filepath.IsAbs(p.Cwd) {
+		return fmt.Errorf("process.cwd %q must be an absolute path", p.Cwd)
+	}
+	if c := p.Capabilities; c != nil {
+		for _, set := range [][]string{c.Bounding, c.Effective, c.Inheritable, c.Permitted, c.Ambient} {
+			if _, err := process.ParseCaps(set); err != nil {
+				return err
+			}
+		}
+	}
+	if err := process.ValidateRlimits(p.Rlimits); err != nil {
+		return err
+	}
+	return process.CheckAppArmor(p.ApparmorProfile)
+}

@@ -1,0 +1,112 @@
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MAXNS 16
+
+static int syncfd = -1;
+
+static void fail(const char *what, const char *path, int err)
+{
+	if (syncfd >= 0)
+		dprintf(syncfd, "{\"type\":\"error\",\"msg\":\"nsenter: %s %s: %s\"}\n", what, path, strerror(err));
+	else
+		fprintf(stderr, "nsenter: %s %s: %s\n", what, path, strerror(err));
+	_exit(1);
+}
+
+static int nstype(const char *t)
+{
+	if (!strcmp(t, "user")) return CLONE_NEWUSER;
+	if (!strcmp(t, "ipc")) return CLONE_NEWIPC;
+	if (!strcmp(t, "uts")) return CLONE_NEWUTS;
+	if (!strcmp(t, "net")) return CLONE_NEWNET;
+	if (!strcmp(t, "pid")) return CLONE_NEWPID;
+	if (!strcmp(t, "mnt")) return CLONE_NEWNS;
+	if (!strcmp(t, "cgroup")) return CLONE_NEWCGROUP;
+#ifdef CLONE_NEWTIME
+	if (!strcmp(t, "time")) return CLONE_NEWTIME;
+#else
+	if (!strcmp(t, "time")) return 0x00000080;
+#endif
+	return -1;
+}
+
+/* _BERTH_NSENTER="type:path,type:path,..." (user first, mnt last), _BERTH_SYNCFD=n */
+void berth_nsenter(void)
+{
+	const char *spec = getenv("_BERTH_NSENTER");
+	const char *s = getenv("_BERTH_SYNCFD");
+	char *buf, *tok, *save = NULL;
+	int fds[MAXNS], types[MAXNS], n = 0, i, needfork = 0;
+	char *paths[MAXNS];
+
+	const char *cg = getenv("_BERTH_CGROUP_TASKS");
+
+	if (spec == NULL)
+		return;
+	if (s != NULL)
+		syncfd = atoi(s);
+	/*
+	 * Enter the container's v1 cgroups while still single-threaded and in
+	 * the runtime's namespaces: writing "0" to a tasks file moves only the
+	 * calling thread (here: the whole process) and, unlike a pid written to
+	 * cgroup.procs by someone else, does not wait for an RCU grace period.
+	 */
+	if (cg != NULL && *cg) {
+		char *cgs = strdup(cg), *p, *cs = NULL;
+		for (p = strtok_r(cgs, ":", &cs); p != NULL; p = strtok_r(NULL, ":", &cs)) {
+			int fd = open(p, O_WRONLY | O_CLOEXEC);
+			if (fd < 0)
+				fail("join cgroup", p, errno);
+			if (write(fd, "0", 1) != 1)
+				fail("join cgroup", p, errno);
+			close(fd);
+		}
+		free(cgs);
+	}
+	buf = strdup(spec);
+	for (tok = strtok_r(buf, ",", &save); tok != NULL && n < MAXNS; tok = strtok_r(NULL, ",", &save)) {
+		char *colon = strchr(tok, ':');
+		if (colon == NULL)
+			fail("bad namespace spec", tok, EINVAL);
+		*colon = 0;
+		types[n] = nstype(tok);
+		if (types[n] < 0)
+			fail("unknown namespace type", tok, EINVAL);
+		paths[n] = colon + 1;
+		fds[n] = open(paths[n], O_RDONLY | O_CLOEXEC);
+		if (fds[n] < 0)
+			fail("open", paths[n], errno);
+		n++;
+	}
+	for (i = 0; i < n; i++) {
+		if (setns(fds[i], types[i]) < 0)
+			fail("setns", paths[i], errno);
+		close(fds[i]);
+		if (types[i] == CLONE_NEWUSER) {
+			if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
+				fail("become root in", paths[i], errno);
+		}
+		if (types[i] == CLONE_NEWPID || types[i] == 0x00000080)
+			needfork = 1;
+	}
+	if (needfork) {
+		pid_t pid = fork();
+		if (pid < 0)
+			fail("fork", "", errno);
+		if (pid > 0) {
+			if (syncfd >= 0)
+				dprintf(syncfd, "{\"type\":\"pid\",\"pid\":%d,\"forked\":true}\n", pid);
+			_exit(0);
+		}
+	} else if (syncfd >= 0) {
+		dprintf(syncfd, "{\"type\":\"pid\",\"pid\":%d,\"forked\":false}\n", getpid());
+	}
+	free(buf);
+}
