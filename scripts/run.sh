@@ -13,7 +13,8 @@ export DOCKER_HOST="unix://$SOCK"
 
 bin/berth-supervisor --root "$ROOT" --exec-root "$EXEC_ROOT" --nats-listen "$NATS_LISTEN" &
 sup=$!
-bin/berth-apigw --host "$DOCKER_HOST" --nats-url "nats://$NATS_LISTEN" &
+# the supervisor writes apigw's bus credentials into $ROOT/auth (root only)
+bin/berth-apigw --host "$DOCKER_HOST" --nats-url "nats://$NATS_LISTEN" --nats-credentials "$ROOT/auth/apigw.json" &
 gw=$!
 stop() { kill -TERM "$gw" "$sup" 2>/dev/null || true; wait "$gw" "$sup" 2>/dev/null || true; exit 0; }
 trap stop INT TERM

@@ -19,7 +19,10 @@ type Options struct {
 	Name     string // connection name, shown by the server (berth-apigw, berth-shim-<id>…)
 	User     string
 	Password string
-	Logger   *slog.Logger
+	// InboxPrefix replaces "_INBOX" for the answers to this connection's
+	// requests (a shim may subscribe only to its own, ShimInboxPrefix).
+	InboxPrefix string
+	Logger      *slog.Logger
 }
 
 // Connect dials NATS and keeps reconnecting for ever: every berth process
@@ -44,6 +47,9 @@ func Connect(o Options) (*nats.Conn, error) {
 	if o.User != "" {
 		opts = append(opts, nats.UserInfo(o.User, o.Password))
 	}
+	if o.InboxPrefix != "" {
+		opts = append(opts, nats.CustomInboxPrefix(o.InboxPrefix))
+	}
 	nc, err := nats.Connect(o.URL, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to NATS at %s: %w", o.URL, err)
@@ -59,11 +65,39 @@ func Call(ctx context.Context, nc *nats.Conn, subject string, req, resp any) err
 	if err != nil {
 		return err
 	}
-	msg, err := nc.RequestWithContext(ctx, subject, data)
+	// A request in flight when the connection drops would wait for its
+	// whole timeout (the answer cannot come): fail it as soon as the
+	// connection is seen lost.
+	wctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go watchConn(wctx, nc, cancel)
+	msg, err := nc.RequestWithContext(wctx, subject, data)
 	if err != nil {
+		if errors.Is(context.Cause(wctx), errConnLost) {
+			return errdefs.New(errdefs.Unavailable, "the berth bus (NATS) connection was lost while waiting for the answer on %s; the command may or may not have been applied", subject)
+		}
 		return unavailable(err)
 	}
 	return DecodeReply(msg.Data, resp)
+}
+
+var errConnLost = errors.New("bus connection lost")
+
+// watchConn cancels ctx with errConnLost once nc is no longer connected.
+func watchConn(ctx context.Context, nc *nats.Conn, cancel context.CancelCauseFunc) {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if !nc.IsConnected() {
+				cancel(errConnLost)
+				return
+			}
+		}
+	}
 }
 
 func unavailable(err error) error {

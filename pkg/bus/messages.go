@@ -160,6 +160,10 @@ type Container struct {
 	Image        string                `json:"image"` // image ID, sha256:…
 	State        State                 `json:"state"`
 	RestartCount int                   `json:"restartCount"`
+	// HasBeenManuallyStopped: stopped or killed by a user, so the restart
+	// policy does not bring it back (kept across supervisor restarts, which
+	// matters for unless-stopped).
+	HasBeenManuallyStopped bool `json:"hasBeenManuallyStopped,omitempty"`
 	LogPath      string                `json:"logPath"`
 	Driver       string                `json:"driver"`
 	BundlePath   string                `json:"bundlePath"`

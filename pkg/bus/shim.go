@@ -24,6 +24,16 @@ type ShimConfig struct {
 	// StateDir is the shim's own directory (<exec-root>/shims/<id>):
 	// shim.pid, shim.log, exit.json, init.pid, runtime.log, metrics.addr.
 	StateDir string `json:"stateDir"`
+
+	// StartOnCreate makes the shim start the container right after creating
+	// it (runtime create, then runtime start) before it reports ready, so
+	// that the supervisor needs no ShimStart round trip. ShimStarted.Started
+	// tells the caller that it happened.
+	StartOnCreate bool `json:"startOnCreate,omitempty"`
+	// LoopbackUp makes the shim bring up "lo" in the container's network
+	// namespace between create and start (a container with a network
+	// namespace of its own, e.g. --network none).
+	LoopbackUp bool `json:"loopbackUp,omitempty"`
 }
 
 // Files a shim keeps in its StateDir.
@@ -38,6 +48,23 @@ const (
 
 // ShimStarted is the one JSON line `berth-shim start` prints on success.
 type ShimStarted struct {
-	Pid     int `json:"pid"`     // the shim daemon
-	InitPid int `json:"initPid"` // the container's init process (created, not started)
+	Pid     int  `json:"pid"`               // the shim daemon
+	InitPid int  `json:"initPid"`           // the container's init process (created, not started)
+	Started bool `json:"started,omitempty"` // StartOnCreate: the container was started too
 }
+
+// ShimReady is the one JSON line `berth-shim daemon` writes on its ready
+// pipe (fd 3) once the container is created (and, with StartOnCreate,
+// started), or once it has failed and cleaned up after itself.
+type ShimReady struct {
+	ShimStarted
+	Error string `json:"error,omitempty"`
+	// Stage is where it failed: ShimStageCreate or ShimStageStart.
+	Stage string `json:"stage,omitempty"`
+}
+
+// Stages of ShimReady.Stage.
+const (
+	ShimStageCreate = "create"
+	ShimStageStart  = "start"
+)

@@ -47,6 +47,7 @@ func main() {
 	fs.StringVar(&o.NATSURL, "nats-url", "nats://127.0.0.1:4222", "NATS server URL(s)")
 	fs.StringVar(&o.NATSUser, "nats-user", os.Getenv("BERTH_NATS_USER"), "NATS user (env BERTH_NATS_USER)")
 	fs.StringVar(&pwFile, "nats-password-file", "", "file holding the NATS password (or env BERTH_NATS_PASSWORD)")
+	fs.StringVar(&o.NATSCredentials, "nats-credentials", "/var/lib/berth/auth/apigw.json", "NATS credentials file written by the supervisor (used unless --nats-user is given)")
 	fs.StringVar(&o.Node, "node", hostname, "node name used in bus subjects")
 	fs.StringVar(&o.MetricsAddr, "metrics-addr", "127.0.0.1:9324", "address of the /metrics listener (empty: none)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")

@@ -21,16 +21,26 @@ import (
 )
 
 const (
-	runs       = 20 // (a) sequential docker run --rm
-	concurrent = 20 // (b) docker run -d at once
+	defaultRuns = 20 // (a) sequential docker run --rm
+	concurrent  = 20 // (b) docker run -d at once
 )
+
+// runs is the number of sequential runs of (a): BERTH_BENCH_RUNS, at least
+// the default 20.
+var runs = func() int {
+	if n, err := strconv.Atoi(os.Getenv("BERTH_BENCH_RUNS")); err == nil && n > defaultRuns {
+		return n
+	}
+	return defaultRuns
+}()
 
 // engine is a daemon the docker CLI talks to.
 type engine struct {
 	name string
 	host string
-	// rss reports the resident memory of one shim and of the daemons, in MiB.
-	rss func() (shim, daemons float64)
+	// rss reports the resident memory of one shim (RSS, and PSS: its
+	// shared pages divided among their users) and of the daemons, in MiB.
+	rss func() (shim, shimPSS, daemons float64)
 }
 
 func dockerCLI(host string, args ...string) error {
@@ -49,7 +59,7 @@ func median(d []time.Duration) time.Duration {
 }
 
 // measure runs the three measurements against e.
-func measure(b *testing.B, e engine) (runMedian, concurrentAll time.Duration, shim, daemons float64) {
+func measure(b *testing.B, e engine) (runMedian, concurrentAll time.Duration, shim, shimPSS, daemons float64) {
 	var times []time.Duration
 	for i := 0; i < runs; i++ {
 		start := time.Now()
@@ -78,7 +88,7 @@ func measure(b *testing.B, e engine) (runMedian, concurrentAll time.Duration, sh
 			b.Fatal(err)
 		}
 	}
-	shim, daemons = e.rss()
+	shim, shimPSS, daemons = e.rss()
 	cmd := exec.Command("sh", "-c", "docker rm -f $(docker ps -aq --filter label=bench=1)")
 	cmd.Env = append(os.Environ(), "DOCKER_HOST="+e.host)
 	cmd.Run()
@@ -87,12 +97,22 @@ func measure(b *testing.B, e engine) (runMedian, concurrentAll time.Duration, sh
 
 // rssMiB reads VmRSS of pid.
 func rssMiB(pid int) float64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	return procKB(fmt.Sprintf("/proc/%d/status", pid), "VmRSS:")
+}
+
+// pssMiB reads the PSS of pid: its private pages plus its share of the
+// pages it shares (a shim's executable with every other shim).
+func pssMiB(pid int) float64 {
+	return procKB(fmt.Sprintf("/proc/%d/smaps_rollup", pid), "Pss:")
+}
+
+func procKB(path, field string) float64 {
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(line, "VmRSS:") {
+		if strings.HasPrefix(line, field) {
 			kb, _ := strconv.Atoi(strings.Fields(line)[1])
 			return float64(kb) / 1024
 		}
@@ -115,13 +135,17 @@ func pidsNamed(prefix string) []int {
 	return pids
 }
 
-func medianRSS(pids []int) float64 {
+func medianRSS(pids []int) float64 { return medianOf(pids, rssMiB) }
+
+func medianPSS(pids []int) float64 { return medianOf(pids, pssMiB) }
+
+func medianOf(pids []int, f func(int) float64) float64 {
 	if len(pids) == 0 {
 		return 0
 	}
 	var v []float64
 	for _, p := range pids {
-		v = append(v, rssMiB(p))
+		v = append(v, f(p))
 	}
 	sort.Float64s(v)
 	return v[len(v)/2]
@@ -138,8 +162,9 @@ func sumRSS(pids []int) float64 {
 func berthEngine(b *testing.B) engine {
 	s := stack.Start(b)
 	s.ImportBusybox()
-	return engine{name: "berth", host: s.Host, rss: func() (float64, float64) {
-		return medianRSS(pidsNamed("berth-shim")), sumRSS(append(pidsNamed("berth-supervisor"), pidsNamed("berth-apigw")...))
+	return engine{name: "berth", host: s.Host, rss: func() (float64, float64, float64) {
+		shims := pidsNamed("berth-shim")
+		return medianRSS(shims), medianPSS(shims), sumRSS(append(pidsNamed("berth-supervisor"), pidsNamed("berth-apigw")...))
 	}}
 }
 
@@ -185,8 +210,9 @@ func dockerEngine(b *testing.B) (engine, bool) {
 	if out, err := imp.CombinedOutput(); err != nil {
 		b.Fatalf("import into dockerd: %v %s", err, out)
 	}
-	return engine{name: "docker", host: host, rss: func() (float64, float64) {
-		return medianRSS(pidsNamed("containerd-shim")), sumRSS(append(pidsNamed("dockerd"), pidsNamed("containerd")...))
+	return engine{name: "docker", host: host, rss: func() (float64, float64, float64) {
+		shims := pidsNamed("containerd-shim")
+		return medianRSS(shims), medianPSS(shims), sumRSS(append(pidsNamed("dockerd"), pidsNamed("containerd")...))
 	}}, true
 }
 
@@ -194,27 +220,30 @@ func dockerEngine(b *testing.B) (engine, bool) {
 func BenchmarkEngines(b *testing.B) {
 	stack.RequireRoot(b)
 	engines := []engine{berthEngine(b)}
-	if d, ok := dockerEngine(b); ok {
-		engines = append(engines, d)
+	// BERTH_BENCH_SKIP_DOCKER=1 measures berth alone (quicker iterations).
+	if os.Getenv("BERTH_BENCH_SKIP_DOCKER") == "" {
+		if d, ok := dockerEngine(b); ok {
+			engines = append(engines, d)
+		}
 	}
 	type row struct {
-		run, conc     time.Duration
-		shim, daemons float64
+		run, conc              time.Duration
+		shim, shimPSS, daemons float64
 	}
 	rows := map[string]row{}
 	for _, e := range engines {
-		r, c, s, d := measure(b, e)
-		rows[e.name] = row{r, c, s, d}
+		r, c, s, sp, d := measure(b, e)
+		rows[e.name] = row{r, c, s, sp, d}
 	}
-	fmt.Printf("\n%-8s %22s %28s %14s %22s\n", "engine", "run --rm true (median)", "20x run -d, all running", "shim RSS MiB", "daemons RSS MiB (20 up)")
+	fmt.Printf("\n%-8s %22s %28s %14s %14s %22s\n", "engine", "run --rm true (median)", "20x run -d, all running", "shim RSS MiB", "shim PSS MiB", "daemons RSS MiB (20 up)")
 	for _, e := range engines {
 		r := rows[e.name]
-		fmt.Printf("%-8s %22s %28s %14.1f %22.1f\n", e.name, r.run.Round(time.Millisecond), r.conc.Round(time.Millisecond), r.shim, r.daemons)
+		fmt.Printf("%-8s %22s %28s %14.1f %14.1f %22.1f\n", e.name, r.run.Round(time.Millisecond), r.conc.Round(time.Millisecond), r.shim, r.shimPSS, r.daemons)
 	}
 	if d, ok := rows["docker"]; ok {
 		br := rows["berth"]
-		fmt.Printf("ratios berth/docker: run %.2f  concurrent %.2f  shim RSS %.2f\n",
-			float64(br.run)/float64(d.run), float64(br.conc)/float64(d.conc), br.shim/d.shim)
+		fmt.Printf("ratios berth/docker: run %.2f  concurrent %.2f  shim RSS %.2f  shim PSS %.2f\n",
+			float64(br.run)/float64(d.run), float64(br.conc)/float64(d.conc), br.shim/d.shim, br.shimPSS/d.shimPSS)
 	}
 	b.ReportMetric(float64(rows["berth"].run.Milliseconds()), "berth-run-ms")
 }

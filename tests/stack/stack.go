@@ -177,7 +177,8 @@ func (s *Stack) StartAPIGW() {
 	s.t.Helper()
 	s.APIGWMetrics, _ = FreeAddr()
 	cmd := exec.Command(filepath.Join(s.Bin, "berth-apigw"),
-		"--host", s.Host, "--nats-url", "nats://"+s.NATSAddr, "--node", s.Node, "--metrics-addr", s.APIGWMetrics)
+		"--host", s.Host, "--nats-url", "nats://"+s.NATSAddr, "--node", s.Node, "--metrics-addr", s.APIGWMetrics,
+		"--nats-credentials", s.Credentials("apigw"))
 	cmd.Stdout, cmd.Stderr = s.logFile("apigw"), s.logFile("apigw")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -185,6 +186,12 @@ func (s *Stack) StartAPIGW() {
 	}
 	s.gw = cmd
 	s.waitFor("API", func() bool { _, _, code := s.Docker("version"); return code == 0 })
+}
+
+// Credentials is the path of the bus credentials file of user ("apigw",
+// "supervisor") the supervisor generated under the stack's root.
+func (s *Stack) Credentials(user string) string {
+	return filepath.Join(s.Root, "auth", user+".json")
 }
 
 func (s *Stack) waitFor(what string, ok func() bool) {
@@ -268,19 +275,30 @@ func (s *Stack) MustDocker(args ...string) string {
 	return out
 }
 
-// ImportBusybox imports busybox:latest built from busybox-static.
+var (
+	busyboxOnce sync.Once
+	busyboxTar  []byte
+	busyboxErr  error
+)
+
+// ImportBusybox imports busybox:latest built from busybox-static (the
+// tarball is built once per test process).
 func (s *Stack) ImportBusybox() {
 	s.t.Helper()
-	root, err := ModuleRoot()
-	if err != nil {
-		s.t.Fatal(err)
+	busyboxOnce.Do(func() {
+		root, err := ModuleRoot()
+		if err != nil {
+			busyboxErr = err
+			return
+		}
+		mk := exec.Command("go", "run", "./deploy/mkbusybox")
+		mk.Dir = root
+		busyboxTar, busyboxErr = mk.Output()
+	})
+	if busyboxErr != nil {
+		s.t.Fatalf("mkbusybox: %v", busyboxErr)
 	}
-	mk := exec.Command("go", "run", "./deploy/mkbusybox")
-	mk.Dir = root
-	out, err := mk.Output()
-	if err != nil {
-		s.t.Fatalf("mkbusybox: %v", err)
-	}
+	out := busyboxTar
 	if _, errOut, code := s.DockerIn(out, "import", "-c", `CMD ["sh"]`, "-", "busybox:latest"); code != 0 {
 		s.t.Fatalf("docker import: %s", errOut)
 	}
@@ -308,6 +326,25 @@ func (s *Stack) Stop() {
 	}
 	for _, m := range Mounts(filepath.Dir(s.Root)) {
 		unix.Unmount(m, unix.MNT_DETACH)
+	}
+	// cgroups the runtime could not delete (a container killed with its shim)
+	ids, _ := os.ReadDir(filepath.Join(s.Root, "containers"))
+	for _, e := range ids {
+		dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", "berth", e.Name()))
+		dirs2, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "berth", e.Name()))
+		for _, d := range append(dirs, dirs2...) {
+			if procs, err := os.ReadFile(filepath.Join(d, "cgroup.procs")); err == nil {
+				for _, f := range strings.Fields(string(procs)) {
+					var pid int
+					if _, err := fmt.Sscan(f, &pid); err == nil && pid > 0 {
+						unix.Kill(pid, unix.SIGKILL)
+					}
+				}
+			}
+			for i := 0; i < 20 && os.Remove(d) != nil; i++ {
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
 	}
 }
 

@@ -24,11 +24,15 @@ type DaemonOptions struct {
 	NATSURL      string
 	NATSUser     string
 	NATSPassword string
-	Node         string
-	MetricsAddr  string // empty: no metrics listener
-	Version      string
-	GitCommit    string
-	Logger       *slog.Logger
+	// NATSCredentials is a credentials file ({"user":…,"password":…}),
+	// read on every connection attempt (the supervisor may write it after
+	// apigw starts); NATSUser, when set, takes precedence.
+	NATSCredentials string
+	Node            string
+	MetricsAddr     string // empty: no metrics listener
+	Version         string
+	GitCommit       string
+	Logger          *slog.Logger
 	// Ready, if set, is called with the API listeners' addresses once they accept.
 	Ready func(addrs []net.Addr)
 }
@@ -75,7 +79,15 @@ func Run(ctx context.Context, o DaemonOptions) error {
 		defer busWG.Done()
 		delay := 250 * time.Millisecond
 		for {
-			nc, err := bus.Connect(bus.Options{URL: o.NATSURL, Name: "berth-apigw", User: o.NATSUser, Password: o.NATSPassword, Logger: log})
+			user, pass := o.NATSUser, o.NATSPassword
+			if user == "" && o.NATSCredentials != "" {
+				if c, err := bus.LoadCredentials(o.NATSCredentials); err == nil {
+					user, pass = c.User, c.Password
+				} else {
+					log.Warn("no NATS credentials; connecting without", "err", err)
+				}
+			}
+			nc, err := bus.Connect(bus.Options{URL: o.NATSURL, Name: "berth-apigw", User: user, Password: pass, Logger: log})
 			if err == nil {
 				log.Info("bus connected", "url", nc.ConnectedUrl(), "node", o.Node)
 				s.SetConn(nc)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/go-chi/chi/v5"
@@ -77,10 +78,20 @@ func (s *Server) containerWait(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := s.doneCtx(r)
 	defer cancel()
+	// Events are not seen while the bus is away: a wait that lost it fails
+	// (as a wait on a restarting dockerd does) rather than hang for ever.
+	busCheck := time.NewTicker(250 * time.Millisecond)
+	defer busCheck.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-busCheck.C:
+			if !nc.IsConnected() {
+				s.metrics.busErrors.Inc()
+				finish(-1, "the berth bus (NATS) was lost while waiting for the container; its state is unknown until the bus is back (see docker ps -a)")
+				return
+			}
 		case msg := <-ch:
 			var ev bus.Event
 			if json.Unmarshal(msg.Data, &ev) != nil || ev.Actor.ID != c.ID {

@@ -51,17 +51,17 @@ type daemon struct {
 	logErrAt  time.Time
 	trimTimer *time.Timer
 
+	join   func() error  // waits for the bus connection made during create
+	dialed chan struct{} // closed once it is made (or has failed): d.nc is set
+
 	ioWG     sync.WaitGroup
 	wake     chan struct{} // kicks the exit-report retry loop (shutdown)
 	finished chan struct{} // closed when the container is gone and reported
 	subs     []*nats.Subscription
 }
 
-// readyMsg is what the daemon tells its launcher on fd 3.
-type readyMsg struct {
-	bus.ShimStarted
-	Error string `json:"error,omitempty"`
-}
+// readyMsg is what the daemon tells its launcher (or the supervisor) on fd 3.
+type readyMsg = bus.ShimReady
 
 // Daemon runs the shim of the container described by the config file at
 // cfgPath. ready is the launcher's pipe (nil when run directly); Daemon
@@ -81,16 +81,23 @@ func Daemon(cfgPath string, ready *os.File) error {
 		status:   StatusCreated,
 		wake:     make(chan struct{}, 1),
 		finished: make(chan struct{}),
+		dialed:   make(chan struct{}),
 	}
 	d.rt = &runtime{bin: cfg.Runtime, root: cfg.RuntimeRoot, log: filepath.Join(cfg.StateDir, "runtime.log")}
 	initPid, err := d.setup()
 	if err != nil {
 		log.Error("shim start failed", "err", err)
-		tellReady(ready, readyMsg{Error: err.Error()})
+		stage := bus.ShimStageCreate
+		if errors.Is(err, errStart) {
+			stage = bus.ShimStageStart
+		}
+		tellReady(ready, readyMsg{Error: strings.TrimPrefix(err.Error(), errStart.Error()+": "), Stage: stage})
 		return err
 	}
-	log.Info("container created", "initPid", initPid, "shimPid", os.Getpid())
-	tellReady(ready, readyMsg{ShimStarted: bus.ShimStarted{Pid: os.Getpid(), InitPid: initPid}})
+	log.Info("container created", "initPid", initPid, "shimPid", os.Getpid(), "started", cfg.StartOnCreate)
+	tellReady(ready, readyMsg{ShimStarted: bus.ShimStarted{Pid: os.Getpid(), InitPid: initPid, Started: cfg.StartOnCreate}})
+	// metrics come after ready: nobody waits for them to start a container
+	d.serveMetrics()
 	go trimLoop(d.finished)
 	<-d.finished
 	d.close()
@@ -107,8 +114,11 @@ func tellReady(f *os.File, m readyMsg) {
 	f.Close()
 }
 
-// setup connects, creates the container and subscribes. On failure it
-// leaves nothing behind.
+// errStart marks a failure of `runtime start` (StartOnCreate).
+var errStart = errors.New("start")
+
+// setup connects, creates the container and subscribes (and, with
+// StartOnCreate, starts it). On failure it leaves nothing behind.
 func (d *daemon) setup() (initPid int, err error) {
 	cfg := &d.cfg
 	if err := os.WriteFile(filepath.Join(cfg.StateDir, bus.ShimPidFile), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
@@ -117,19 +127,35 @@ func (d *daemon) setup() (initPid int, err error) {
 	if err := reaper.Start(); err != nil {
 		return 0, err
 	}
-	d.cgroup = cgroupsPath(cfg.Bundle, cfg.ID)
-	d.nc, err = bus.Connect(bus.Options{
-		URL: cfg.NATSURL, Name: "berth-shim-" + cfg.ID,
-		User: cfg.NATSUser, Password: cfg.NATSPassword, Logger: d.log,
-	})
-	if err != nil {
-		return 0, err
+	// The bus connection is made while the runtime creates the container:
+	// both take milliseconds, and neither needs the other.
+	type dialed struct {
+		nc  *nats.Conn
+		err error
 	}
+	dialc := make(chan dialed, 1)
+	go func() {
+		nc, err := bus.Connect(bus.Options{
+			URL: cfg.NATSURL, Name: "berth-shim-" + cfg.ID,
+			User: cfg.NATSUser, Password: cfg.NATSPassword, Logger: d.log,
+			InboxPrefix: bus.ShimInboxPrefix(cfg.Node, cfg.ID),
+		})
+		dialc <- dialed{nc, err}
+	}()
+	var dialErr error
+	d.join = sync.OnceValue(func() error {
+		r := <-dialc
+		d.nc, dialErr = r.nc, r.err
+		close(d.dialed)
+		return dialErr
+	})
 	defer func() {
 		if err != nil {
+			d.join()
 			d.close()
 		}
 	}()
+	d.cgroup = cgroupsPath(cfg.Bundle, cfg.ID)
 	if err := os.MkdirAll(filepath.Dir(cfg.LogPath), 0o710); err != nil {
 		return 0, err
 	}
@@ -188,8 +214,18 @@ func (d *daemon) setup() (initPid int, err error) {
 	d.initPid, d.created = initPid, true
 	d.early = nil
 	d.mu.Unlock()
+	if cfg.LoopbackUp {
+		if err := loopbackUp(initPid); err != nil {
+			d.log.Warn("could not bring up the container's loopback", "err", err)
+		}
+	}
+	if err := d.join(); err != nil {
+		reaper.Forget(initPid)
+		return 0, d.failCreate(err)
+	}
 
-	// Subscribe before reporting ready: stdin and commands must not be lost.
+	// Subscribe before reporting ready (and before the start): stdin and
+	// commands must not be lost.
 	sub, err := d.nc.Subscribe(bus.IOIn(cfg.Node, cfg.ID), d.onStdin)
 	if err == nil {
 		d.subs = append(d.subs, sub)
@@ -203,13 +239,19 @@ func (d *daemon) setup() (initPid int, err error) {
 		reaper.Forget(initPid)
 		return 0, d.failCreate(fmt.Errorf("subscribe on the bus: %w", err))
 	}
-	d.serveMetrics()
+	if cfg.StartOnCreate {
+		if _, err := d.start(); err != nil {
+			reaper.Forget(initPid)
+			return 0, fmt.Errorf("%w: %w", errStart, d.failCreate(err))
+		}
+	}
 	go d.waitExit(exitc)
 	return initPid, nil
 }
 
 // failCreate cleans up after a failed create and returns its error.
 func (d *daemon) failCreate(err error) error {
+	d.join() // the output pumps wait for the bus
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, derr := d.rt.run(ctx, "delete", "--force", d.cfg.ID); derr != nil {
@@ -287,11 +329,24 @@ func waitTimeout(wg *sync.WaitGroup, t time.Duration) bool {
 // container deleted, the report delivered.
 func (d *daemon) waitExit(exitc <-chan reaper.Exit) {
 	e := <-exitc
-	oom := oomKilled(d.cgroup)
+	oom := oomKilled(d.cgroup) // before the delete removes the cgroup
 	d.mu.Lock()
 	d.status = StatusStopped
 	d.mu.Unlock()
 	d.log.Info("container exited", "pid", e.Pid, "exitCode", e.Status, "oomKilled", oom)
+	// The runtime's delete (state, cgroup) runs while the output drains and
+	// the report goes out: the container's processes are all gone with its
+	// init (pid namespace), and the supervisor needs none of it to record
+	// the exit. The shim finishes (and answers shutdown) only once it is done.
+	deleted := make(chan struct{})
+	go func() {
+		defer close(deleted)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if _, err := d.rt.run(ctx, "delete", "--force", d.cfg.ID); err != nil {
+			d.log.Error("runtime delete", "err", err)
+		}
+	}()
 
 	// All the container's processes are gone with its pid namespace, so the
 	// pipes reach EOF; a process that escaped with a copy must not hold the
@@ -317,12 +372,8 @@ func (d *daemon) waitExit(exitc <-chan reaper.Exit) {
 	if err := writeFileAtomic(exitFile, rep); err != nil {
 		d.log.Error("write exit report", "err", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	if _, err := d.rt.run(ctx, "delete", "--force", d.cfg.ID); err != nil {
-		d.log.Error("runtime delete", "err", err)
-	}
-	cancel()
 	d.deliver(rep)
+	<-deleted
 	os.Remove(exitFile)
 	close(d.finished)
 }
@@ -371,32 +422,24 @@ func (d *daemon) isShutdown() bool {
 	return d.shutdown
 }
 
+// writeFileAtomic writes v as JSON beside path and renames it over path: a
+// reader (the supervisor) never sees a torn file. There is no fsync: the
+// state directory is under the exec root (/run, normally a tmpfs): after a
+// reboot the container is gone anyway (and a torn report is read as none),
+// and a crash of the shim alone loses nothing written.
 func writeFileAtomic(path string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
 	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err = f.Write(b); err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
 		os.Remove(tmp)
 		return err
 	}
-	if dir, err := os.Open(filepath.Dir(path)); err == nil {
-		dir.Sync()
-		dir.Close()
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
 	}
 	return nil
 }

@@ -23,6 +23,22 @@
 // directory`) on stderr, exits 1, and nothing is left: no daemon, no
 // runtime container.
 //
+// The supervisor itself skips the launcher (one exec less per start): it
+// runs `berth-shim daemon --config …` directly in a new session, with the
+// daemon's stdio on shim.log and a pipe on fd 3, on which the daemon writes
+// one bus.ShimReady line once the container is created — or failed, with
+// Error and Stage ("create" or "start") set, after cleaning up. The
+// supervisor reaps the daemon by pid when it exits (SIGCHLD); after a
+// supervisor restart the daemon is nobody's child but init's, as with the
+// launcher.
+//
+// With ShimConfig.StartOnCreate the daemon also starts the container
+// (`runtime start`) before it reports ready, and says so
+// (ShimStarted.Started): no ShimStart round trip on the bus. With
+// ShimConfig.LoopbackUp it first brings up "lo" in the container's network
+// namespace (between create and start). The bus connection is dialled while
+// the runtime creates the container.
+//
 // # The daemon
 //
 // It is a child subreaper (the container's init becomes its child), reaps
@@ -44,10 +60,13 @@
 //
 // When the init exits the daemon records exit code (128+signal when
 // killed), time and OOM (memory cgroup), drains the output, publishes EOF,
-// writes bus.ExitReport to <stateDir>/exit.json (atomically), runs `runtime
-// delete --force`, then sends the report to bus.Report(node, id, "exit") and
-// retries (backoff to 2s, for ever, through bus outages) until a reply
-// without error. Then it removes exit.json and exits. A supervisor that
+// writes bus.ExitReport to <stateDir>/exit.json (atomically, without fsync:
+// the exec root is volatile), sends the report to bus.Report(node, id,
+// "exit") and retries (backoff to 2s, for ever, through bus outages) until a
+// reply without error. `runtime delete --force` runs meanwhile, from the
+// moment the init is reaped (after the OOM check, before the cgroup goes);
+// the daemon waits for it before it removes exit.json and exits, and a
+// shutdown request is answered only then. A supervisor that
 // finds exit.json with no live shim (shim.pid) should take the report from
 // the file. A previous exit.json in the state directory is removed when a
 // new shim starts there.

@@ -207,8 +207,10 @@ func (d *daemon) pump(f *os.File, stream string, wg *sync.WaitGroup) {
 				d.logWriteError(werr)
 			}
 			// Nobody is attached while the bus is away: do not let the
-			// client buffer output for a reconnect (memory).
-			if d.nc.IsConnected() {
+			// client buffer output for a reconnect (memory). The bus is
+			// dialled while the runtime creates the container.
+			<-d.dialed
+			if d.nc != nil && d.nc.IsConnected() {
 				d.nc.PublishMsg(&nats.Msg{Subject: subject, Header: hdr, Data: buf[:n]})
 			}
 		}

@@ -2,6 +2,7 @@ package shim
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"net"
 	"net/http"
@@ -9,8 +10,6 @@ import (
 	"path/filepath"
 	goruntime "runtime"
 	"runtime/debug"
-	"strconv"
-	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -80,12 +79,36 @@ berth_shim_go_heap_inuse_bytes %d
 `, m.out[0].Load(), m.out[1].Load(), m.in.Load(), logBytes, m.pending.Load(), m.retries.Load(), ms.HeapInuse)
 }
 
+// BERTH_SHIM_TRIM chooses what trimMemory does, to measure the shim's
+// memory with and without it: "off" nothing; "heap" only FreeOSMemory;
+// "full" both; anything else (the default) only the pages of the
+// executable. FreeOSMemory is not the default: an idle shim's heap never
+// reaches the first GC's trigger, and a forced GC allocates the collector's
+// own structures, which stay — measured, it adds about 0.4 MiB of private
+// memory and frees nothing worth it.
+var (
+	trimMode  = os.Getenv("BERTH_SHIM_TRIM")
+	trimOff   = trimMode == "off"
+	trimHeap  = trimMode == "heap" || trimMode == "full"
+	trimPages = trimMode != "heap" && trimMode != "off"
+)
+
 // trimLoop trims the shim's memory now and then (every
-// BERTH_SHIM_TRIM_INTERVAL, default 30s) until stop is closed.
+// BERTH_SHIM_TRIM_INTERVAL, default 30s) until stop is closed. The first
+// trim comes a second (at most) after the start, not at once: containers
+// are often started many at a time, and the trim (a scan of smaps, a full
+// GC) would compete with their start for the CPU.
 func trimLoop(stop <-chan struct{}) {
 	every := 30 * time.Second
 	if v, err := time.ParseDuration(os.Getenv("BERTH_SHIM_TRIM_INTERVAL")); err == nil && v > 0 {
 		every = v
+	}
+	first := time.NewTimer(min(every, time.Second))
+	select {
+	case <-stop:
+		first.Stop()
+		return
+	case <-first.C:
 	}
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -100,51 +123,92 @@ func trimLoop(stop <-chan struct{}) {
 }
 
 // trimMemory gives back what the shim's start-up used and its steady state
-// does not: freed heap (FreeOSMemory), and the pages of its executable (and
-// libraries) that start-up mapped in: creating a container runs code —
-// exec, JSON, the runtime's error parsing — that an idle shim never runs
-// again. Only read-only file mappings without a single private (written)
-// page are dropped: MADV_DONTNEED on them just unmaps clean page-cache
-// pages, which the next access maps again.
+// does not: the pages of its executable (and libraries) that start-up
+// mapped in — creating a container runs code (exec, JSON, the runtime's
+// error parsing) that an idle shim never runs again. Only read-only file
+// mappings without a single private (written) page are dropped:
+// MADV_DONTNEED on them just unmaps clean page-cache pages, which the next
+// access maps again. Those pages are shared with every other shim (and the
+// page cache), so this lowers each shim's RSS, not the machine's memory
+// use: see docs/benchmarks.md. With BERTH_SHIM_TRIM=heap or full it also
+// returns freed heap (FreeOSMemory); the scan of smaps comes first and
+// allocates next to nothing.
 func trimMemory() {
-	debug.FreeOSMemory()
-	f, err := os.Open("/proc/self/smaps")
-	if err != nil {
+	if trimOff {
 		return
 	}
+	var drop [64][2]uint64
+	n := 0
+	if trimPages {
+		n = scanDroppable(&drop)
+	}
+	if trimHeap {
+		debug.FreeOSMemory()
+	}
+	for _, r := range drop[:n] {
+		unix.Syscall(unix.SYS_MADVISE, uintptr(r[0]), uintptr(r[1]-r[0]), unix.MADV_DONTNEED)
+	}
+}
+
+// scanDroppable lists (up to len(drop)) the read-only file mappings of the
+// process that hold no private page.
+func scanDroppable(drop *[64][2]uint64) int {
+	f, err := os.Open("/proc/self/smaps")
+	if err != nil {
+		return 0
+	}
 	defer f.Close()
+	n := 0
 	var start, end uint64
 	candidate := false
-	var drop [][2]uint64 // dropped at the end: the scan itself runs code
 	flush := func() {
-		if candidate && end > start && len(drop) < 64 {
-			drop = append(drop, [2]uint64{start, end})
+		if candidate && end > start && n < len(drop) {
+			drop[n] = [2]uint64{start, end}
+			n++
 		}
 		candidate = false
 	}
 	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 1024), 4096)
+	sc.Buffer(make([]byte, 0, 4096), 4096)
 	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) == 0 {
+		line := sc.Bytes()
+		if len(line) == 0 {
 			continue
 		}
-		if lo, hi, ok := strings.Cut(f[0], "-"); ok && len(f) >= 5 && !strings.HasSuffix(f[0], ":") {
+		if isHexDigit(line[0]) {
 			// A mapping's header: "start-end perms offset dev inode [path]".
 			flush()
-			var err1, err2 error
-			start, err1 = strconv.ParseUint(lo, 16, 64)
-			end, err2 = strconv.ParseUint(hi, 16, 64)
-			candidate = err1 == nil && err2 == nil && len(f) >= 6 &&
-				strings.HasPrefix(f[5], "/") && (f[1] == "r-xp" || f[1] == "r--p")
+			lo, rest, ok := bytes.Cut(line, []byte{'-'})
+			hi, rest, ok2 := bytes.Cut(rest, []byte{' '})
+			if !ok || !ok2 || len(rest) < 4 {
+				continue
+			}
+			start, end = parseHex(lo), parseHex(hi)
+			perms := rest[:4]
+			candidate = (string(perms) == "r-xp" || string(perms) == "r--p") && bytes.Contains(rest, []byte(" /"))
 			continue
 		}
-		if f[0] == "Anonymous:" && len(f) >= 2 && f[1] != "0" {
+		if bytes.HasPrefix(line, []byte("Anonymous:")) && !bytes.HasSuffix(bytes.TrimSpace(bytes.TrimSuffix(line, []byte("kB"))), []byte(" 0")) {
 			candidate = false // written pages (relocations): never drop
 		}
 	}
 	flush()
-	for _, r := range drop {
-		unix.Syscall(unix.SYS_MADVISE, uintptr(r[0]), uintptr(r[1]-r[0]), unix.MADV_DONTNEED)
+	return n
+}
+
+func isHexDigit(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' }
+
+func parseHex(b []byte) uint64 {
+	var v uint64
+	for _, c := range b {
+		switch {
+		case c >= '0' && c <= '9':
+			v = v<<4 | uint64(c-'0')
+		case c >= 'a' && c <= 'f':
+			v = v<<4 | uint64(c-'a'+10)
+		default:
+			return 0
+		}
 	}
+	return v
 }

@@ -208,9 +208,17 @@ func newEnv(t *testing.T, o opts) *env {
 	}
 	nc.Flush()
 	t.Cleanup(func() {
-		// Leave nothing behind, whatever the test did.
+		// Leave nothing behind, whatever the test did. A shim still at
+		// work (its runtime delete runs after the exit report) is asked
+		// to finish first, then killed.
 		if b, err := os.ReadFile(filepath.Join(e.cfg.StateDir, bus.ShimPidFile)); err == nil {
 			if pid, _ := strconv.Atoi(string(b)); pid > 0 && alive(pid) {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				bus.Call(ctx, e.nc, bus.Shim(e.cfg.Node, e.cfg.ID, bus.ShimShutdown), struct{}{}, nil)
+				cancel()
+				for deadline := time.Now().Add(5 * time.Second); alive(pid) && time.Now().Before(deadline); {
+					time.Sleep(10 * time.Millisecond)
+				}
 				syscall.Kill(pid, syscall.SIGKILL)
 			}
 		}

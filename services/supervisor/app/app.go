@@ -6,6 +6,7 @@ package app
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -39,11 +40,19 @@ type Config struct {
 	NATSListen   string
 	NATSUser     string
 	NATSPassword string
-	MetricsAddr  string // empty: no metrics listener
-	Shim         string
-	Runtime      string
-	LogLevel     string
-	Logger       *slog.Logger
+	// NATSCredentials is the supervisor's credentials file for an external
+	// NATS (user and password as JSON); the embedded server generates its
+	// own in <root>/auth.
+	NATSCredentials string
+	// NATSShimCredentials is the credentials file of the one shim user an
+	// external NATS has (deploy/nats.conf); empty hands shims the
+	// supervisor's own credentials.
+	NATSShimCredentials string
+	MetricsAddr         string // empty: no metrics listener
+	Shim                string
+	Runtime             string
+	LogLevel            string
+	Logger              *slog.Logger
 }
 
 // DefaultNode is the host name up to its first dot (a subject token).
@@ -70,6 +79,8 @@ func ParseFlags(args []string) (Config, error) {
 	fs.StringVar(&c.NATSUser, "nats-user", os.Getenv("BERTH_NATS_USER"), "NATS user (env BERTH_NATS_USER)")
 	fs.StringVar(&c.NATSPassword, "nats-password", os.Getenv("BERTH_NATS_PASSWORD"), "NATS password (env BERTH_NATS_PASSWORD; prefer --nats-password-file)")
 	pwFile := fs.String("nats-password-file", "", "file holding the NATS password")
+	fs.StringVar(&c.NATSCredentials, "nats-credentials", "", "external NATS: the supervisor's credentials file ({\"user\":…,\"password\":…})")
+	fs.StringVar(&c.NATSShimCredentials, "nats-shim-credentials", "", "external NATS: the credentials file of the shared shim user")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", "127.0.0.1:9325", "listen address of /metrics; empty disables it")
 	fs.StringVar(&c.Shim, "shim", filepath.Join(dir, "berth-shim"), "path of berth-shim")
 	fs.StringVar(&c.Runtime, "runtime", filepath.Join(dir, "berth-runtime"), "path of the OCI runtime (runc-compatible)")
@@ -109,9 +120,10 @@ type Supervisor struct {
 	Server     *server.Server
 	MetricsURL string
 
-	nats    *natsd.Server
-	httpSrv *http.Server
-	log     *slog.Logger
+	nats        *natsd.Server
+	httpSrv     *http.Server
+	log         *slog.Logger
+	stopMonitor context.CancelFunc
 }
 
 // Start brings the supervisor up.
@@ -142,14 +154,39 @@ func Start(c Config) (_ *Supervisor, err error) {
 		}
 	}()
 	s.NATSURL = c.NATSURL
+	var shimCreds func(id string) (string, string)
 	if s.NATSURL == "" {
-		s.nats, err = natsd.Start(natsd.Options{Listen: c.NATSListen, StoreDir: filepath.Join(c.Root, "nats"), Name: "berth-" + c.Node, Logger: log})
+		auth, own, err := embeddedAuth(c)
+		if err != nil {
+			return nil, err
+		}
+		c.NATSUser, c.NATSPassword = own.User, own.Password
+		shimCreds = func(id string) (string, string) { return bus.ShimUser(id), bus.NewPassword() }
+		s.nats, err = natsd.Start(natsd.Options{Listen: c.NATSListen, StoreDir: filepath.Join(c.Root, "nats"), Name: "berth-" + c.Node, Logger: log, Auth: auth})
 		if err != nil {
 			return nil, err
 		}
 		s.NATSURL = s.nats.ClientURL()
 		log.Info("embedded NATS started", "url", s.NATSURL)
+	} else {
+		if c.NATSCredentials != "" {
+			own, err := bus.LoadCredentials(c.NATSCredentials)
+			if err != nil {
+				return nil, fmt.Errorf("--nats-credentials: %w", err)
+			}
+			c.NATSUser, c.NATSPassword = own.User, own.Password
+		}
+		if c.NATSShimCredentials != "" {
+			sc, err := bus.LoadCredentials(c.NATSShimCredentials)
+			if err != nil {
+				return nil, fmt.Errorf("--nats-shim-credentials: %w", err)
+			}
+			shimCreds = func(string) (string, string) { return sc.User, sc.Password }
+		} else if c.NATSUser != "" {
+			log.Warn("external NATS without --nats-shim-credentials: shims get the supervisor's own credentials")
+		}
 	}
+	s.Config = c
 	s.Conn, err = bus.Connect(bus.Options{URL: s.NATSURL, Name: "berth-supervisor-" + c.Node, User: c.NATSUser, Password: c.NATSPassword, Logger: log})
 	if err != nil {
 		return nil, err
@@ -170,7 +207,8 @@ func Start(c Config) (_ *Supervisor, err error) {
 		Root: c.Root, ExecRoot: c.ExecRoot, Node: c.Node,
 		ShimBin: c.Shim, RuntimeBin: c.Runtime,
 		NATSURL: s.NATSURL, NATSUser: c.NATSUser, NATSPass: c.NATSPassword,
-		Images: s.Images, Conn: s.Conn, Logger: log,
+		ShimCredentials: shimCreds,
+		Images:          s.Images, Conn: s.Conn, Logger: log,
 		Event: srv.PublishEvent,
 		OnRunning: func(d time.Duration) {
 			if met != nil {
@@ -193,6 +231,9 @@ func Start(c Config) (_ *Supervisor, err error) {
 	if err := srv.Start(); err != nil {
 		return nil, err
 	}
+	var monCtx context.Context
+	monCtx, s.stopMonitor = context.WithCancel(context.Background())
+	go s.Containers.Monitor(monCtx)
 	if c.MetricsAddr != "" {
 		ln, err := net.Listen("tcp", c.MetricsAddr)
 		if err != nil {
@@ -206,6 +247,52 @@ func Start(c Config) (_ *Supervisor, err error) {
 	}
 	log.Info("supervisor ready", "node", c.Node, "root", c.Root, "execRoot", c.ExecRoot, "nats", s.NATSURL, "metrics", s.MetricsURL)
 	return s, nil
+}
+
+// embeddedAuth prepares the users of the embedded server: apigw and the
+// supervisor from <root>/auth (generated on the first start, root only), and
+// one user per shim, whose password is the one in its 0600 shim.json (read
+// when it connects, so shims keep working across supervisor restarts).
+func embeddedAuth(c Config) (*natsd.Auth, *bus.Credentials, error) {
+	dir := filepath.Join(c.Root, bus.AuthDir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, nil, err
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return nil, nil, err
+	}
+	sup, err := bus.EnsureCredentials(filepath.Join(dir, bus.SupervisorCredFile), bus.UserSupervisor)
+	if err != nil {
+		return nil, nil, err
+	}
+	gw, err := bus.EnsureCredentials(filepath.Join(dir, bus.APIGWCredsFile), bus.UserAPIGW)
+	if err != nil {
+		return nil, nil, err
+	}
+	node := c.Node
+	shims := filepath.Join(c.ExecRoot, "shims")
+	auth := &natsd.Auth{
+		Static: map[string]natsd.User{
+			sup.User: {Password: sup.Password, Permissions: bus.SupervisorPermissions(node)},
+			gw.User:  {Password: gw.Password, Permissions: bus.APIGWPermissions()},
+		},
+		Lookup: func(user string) (natsd.User, bool) {
+			id, ok := bus.ShimIDFromUser(user)
+			if !ok {
+				return natsd.User{}, false
+			}
+			data, err := os.ReadFile(filepath.Join(shims, id, bus.ShimConfigFile))
+			if err != nil {
+				return natsd.User{}, false
+			}
+			var sc bus.ShimConfig
+			if json.Unmarshal(data, &sc) != nil || sc.ID != id || sc.Node != node || sc.NATSUser != user || sc.NATSPassword == "" {
+				return natsd.User{}, false
+			}
+			return natsd.User{Password: sc.NATSPassword, Permissions: bus.ShimPermissions(node, id)}, true
+		},
+	}
+	return auth, sup, nil
 }
 
 func setupJetStream(nc *nats.Conn, log *slog.Logger) (jetstream.JetStream, error) {
@@ -305,6 +392,9 @@ func osName() string {
 
 // Close stops the supervisor; containers and their shims keep running.
 func (s *Supervisor) Close() {
+	if s.stopMonitor != nil {
+		s.stopMonitor()
+	}
 	if s.httpSrv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_ = s.httpSrv.Shutdown(ctx)

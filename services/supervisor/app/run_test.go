@@ -118,7 +118,7 @@ func TestRunToCompletion(t *testing.T) {
 	rep := bus.ExitReport{ID: id, Pid: 4242, ExitCode: 3, ExitedAt: c.State.FinishedAt}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := bus.Call(ctx, e.nc, bus.Report(node, id, bus.ReportExit), rep, nil); err != nil {
+	if err := bus.Call(ctx, e.shimConn(id), bus.Report(node, id, bus.ReportExit), rep, nil); err != nil {
 		t.Fatalf("repeated exit report: %v", err)
 	}
 	if n := strings.Count(strings.Join(evs.actions(id), ","), "die"); n != 1 {
@@ -303,4 +303,24 @@ func TestAutoRemoveAndRestoreRunning(t *testing.T) {
 		t.Fatalf("exit after restore %+v", c.State)
 	}
 	e.must(bus.AreaContainers, bus.VerbRemove, bus.RemoveRequest{ID: id}, nil)
+}
+
+// shimConn connects with the credentials of the shim of id (from its
+// shim.json), as only a shim may report for its container.
+func (e *env) shimConn(id string) *nats.Conn {
+	e.t.Helper()
+	data, err := os.ReadFile(filepath.Join(e.execRoot, "shims", id, bus.ShimConfigFile))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var sc bus.ShimConfig
+	if err := json.Unmarshal(data, &sc); err != nil {
+		e.t.Fatal(err)
+	}
+	nc, err := nats.Connect(e.sup.NATSURL, nats.UserInfo(sc.NATSUser, sc.NATSPassword), nats.CustomInboxPrefix(bus.ShimInboxPrefix(node, id)))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(nc.Close)
+	return nc
 }

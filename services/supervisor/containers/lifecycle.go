@@ -1,7 +1,6 @@
 package containers
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -76,8 +75,11 @@ func logLimits(hc *container.HostConfig) (int64, int, error) {
 }
 
 // mountRootfs mounts the overlayfs root of id: the image's layers as
-// lowerdirs, <root>/containers/<id>/{upper,work}.
-func (m *Manager) mountRootfs(id string, layers []string) error {
+// lowerdirs, <root>/containers/<id>/{upper,work}. A volatile mount (for a
+// container removed when it exits: its writable layer never outlives it)
+// skips overlayfs' sync of the upper layer, which otherwise makes every
+// unmount wait for the disk.
+func (m *Manager) mountRootfs(id string, layers []string, volatile bool) error {
 	upper := filepath.Join(m.dir(id), "upper")
 	work := filepath.Join(m.dir(id), "work")
 	for _, d := range []string{upper, work} {
@@ -95,6 +97,17 @@ func (m *Manager) mountRootfs(id string, layers []string) error {
 		lower = append(lower, layers[i])
 	}
 	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", strings.Join(lower, ":"), upper, work)
+	// A volatile mount leaves <work>/work/incompat/volatile behind, and
+	// overlayfs refuses the layer until it is removed: an earlier run (a
+	// restart) ended with a clean unmount, or the container is removed
+	// anyway.
+	_ = os.RemoveAll(filepath.Join(work, "work", "incompat"))
+	if volatile {
+		if err := unix.Mount("overlay", target, "overlay", 0, opts+",volatile"); err == nil {
+			return nil
+		}
+		// a kernel without the option (before 5.10): the plain mount
+	}
 	if err := unix.Mount("overlay", target, "overlay", 0, opts); err != nil {
 		return fmt.Errorf("mounting the container's overlayfs root: %w", err)
 	}
@@ -133,6 +146,7 @@ func (m *Manager) Start(ctx context.Context, ref string) error {
 	}
 	c.op.Lock()
 	defer c.op.Unlock()
+	m.manualStart(c)
 	err = m.startLocked(ctx, c)
 	if err != nil && !errdefs.Is(err, errdefs.NotModified) {
 		m.mu.Lock()
@@ -201,13 +215,21 @@ func (m *Manager) startLocked(ctx context.Context, c *ctr) error {
 	pending := c.pendingExit
 	c.pendingExit = nil
 	m.mu.Unlock()
-	if err := m.save(c); err != nil {
-		m.log.Error("saving record", "id", id, "err", err)
-	}
+	// The record is written (and synced) off the reply's path: the state is
+	// in memory for every reader, and a supervisor that crashes before the
+	// write finds a live shim with a record not saying running, which
+	// restore adopts (adopt). save always writes the latest state, so
+	// a later save cannot be undone by this one.
+	go func() {
+		if err := m.save(c); err != nil {
+			m.log.Error("saving record", "id", id, "err", err)
+		}
+	}()
 	if m.cfg.OnRunning != nil {
 		m.cfg.OnRunning(time.Since(t0))
 	}
 	m.event(c, "start")
+	m.log.Debug("start: done", "id", id)
 	if pending != nil {
 		m.applyExit(c, *pending)
 	}
@@ -218,11 +240,12 @@ func (m *Manager) startLocked(ctx context.Context, c *ctr) error {
 // start the container. It returns the container's init pid.
 func (m *Manager) launch(ctx context.Context, rec *bus.Container) (int, error) {
 	id := rec.ID
+	m.log.Debug("start: launching", "id", id)
 	img, err := m.cfg.Images.Get(rec.Image)
 	if err != nil {
 		return 0, fmt.Errorf("the container's image %s: %w", rec.Image, err)
 	}
-	if err := m.mountRootfs(id, m.cfg.Images.LayerDirs(img)); err != nil {
+	if err := m.mountRootfs(id, m.cfg.Images.LayerDirs(img), rec.HostConfig != nil && rec.HostConfig.AutoRemove); err != nil {
 		return 0, err
 	}
 	// like Docker's -v, a missing bind source directory is created
@@ -237,6 +260,7 @@ func (m *Manager) launch(ctx context.Context, rec *bus.Container) (int, error) {
 			}
 		}
 	}
+	m.log.Debug("start: rootfs mounted", "id", id)
 	etc, err := m.writeEtcFiles(rec)
 	if err != nil {
 		return 0, err
@@ -245,19 +269,32 @@ func (m *Manager) launch(ctx context.Context, rec *bus.Container) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	data, err := json.MarshalIndent(spec, "", "  ")
+	data, err := json.Marshal(spec)
 	if err != nil {
 		return 0, err
 	}
-	if err := WriteFileAtomic(filepath.Join(m.bundle(id), "config.json"), data, 0o600); err != nil {
+	// The bundle and the shim's state live under the exec root (/run, normally a
+	// tmpfs): rebuilt on every start, of no use after a reboot: no fsync.
+	if err := os.WriteFile(filepath.Join(m.bundle(id), "config.json"), data, 0o600); err != nil {
 		return 0, err
 	}
 	stateDir := m.shimDir(id)
-	_ = os.RemoveAll(stateDir)
-	if err := os.MkdirAll(stateDir, 0o700); err != nil {
-		return 0, err
+	if m.shimAlive(id) {
+		// the shim of the previous run may still be deleting its runtime
+		// container (it does that after reporting the exit): shutdown
+		// answers once it is done
+		_ = m.shutdownShim(id)
+	}
+	// what a previous shim left (exit.json…) goes; an empty directory
+	// (made by prepare) is kept
+	if ents, err := os.ReadDir(stateDir); err != nil || len(ents) > 0 {
+		_ = os.RemoveAll(stateDir)
+		if err := os.MkdirAll(stateDir, 0o700); err != nil {
+			return 0, err
+		}
 	}
 	size, files, _ := logLimits(rec.HostConfig)
+	shimUser, shimPass := m.shimCredentials(id)
 	sc := bus.ShimConfig{
 		ID:           id,
 		Node:         m.cfg.Node,
@@ -265,8 +302,8 @@ func (m *Manager) launch(ctx context.Context, rec *bus.Container) (int, error) {
 		Runtime:      m.cfg.RuntimeBin,
 		RuntimeRoot:  m.runtimeRoot(),
 		NATSURL:      m.cfg.NATSURL,
-		NATSUser:     m.cfg.NATSUser,
-		NATSPassword: m.cfg.NATSPass,
+		NATSUser:     shimUser,
+		NATSPassword: shimPass,
 		LogPath:      m.logPath(id),
 		LogMaxSize:   size,
 		LogMaxFiles:  files,
@@ -274,41 +311,43 @@ func (m *Manager) launch(ctx context.Context, rec *bus.Container) (int, error) {
 		OpenStdin:    rec.Config.OpenStdin,
 		StdinOnce:    rec.Config.StdinOnce,
 		StateDir:     stateDir,
+		// the shim creates, brings up lo and starts in one go: no launcher,
+		// no ShimStart round trip on the bus
+		StartOnCreate: true,
+		LoopbackUp:    rec.HostConfig == nil || !rec.HostConfig.NetworkMode.IsHost(),
 	}
-	scData, err := json.MarshalIndent(sc, "", "  ")
+	scData, err := json.Marshal(sc)
 	if err != nil {
 		return 0, err
 	}
 	scPath := filepath.Join(stateDir, bus.ShimConfigFile)
-	if err := WriteFileAtomic(scPath, scData, 0o600); err != nil {
+	if err := os.WriteFile(scPath, scData, 0o600); err != nil {
 		return 0, err
 	}
-	sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(sctx, m.cfg.ShimBin, "start", "--config", scPath)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	cmd.Env = os.Environ()
-	if err := cmd.Run(); err != nil {
-		msg := strings.TrimSpace(stderr.String())
-		if msg == "" {
-			msg = err.Error()
-		}
+	m.log.Debug("start: bundle written, spawning the shim", "id", id)
+	ready, err := m.spawnShim(&sc, scPath)
+	m.log.Debug("start: the shim is ready", "id", id, "err", err)
+	if err != nil {
 		m.runtimeDelete(id)
-		msg = strings.TrimPrefix(lastLine(msg), "berth-shim: ")
-		return 0, fmt.Errorf("failed to create task for container: %s: unknown", msg)
+		return 0, fmt.Errorf("failed to create task for container: %s: unknown", err)
 	}
-	var started bus.ShimStarted
-	if err := json.Unmarshal(lastLineBytes(stdout.Bytes()), &started); err != nil {
-		m.killShim(id)
-		return 0, fmt.Errorf("berth-shim start printed %q: %w", stdout.String(), err)
+	if ready.Error != "" {
+		if ready.Stage == bus.ShimStageStart {
+			return 0, fmt.Errorf("failed to start container: %s: unknown", ready.Error)
+		}
+		return 0, fmt.Errorf("failed to create task for container: %s: unknown", ready.Error)
 	}
+	started := ready.ShimStarted
 	m.mu.Lock()
 	if c := m.byID[id]; c != nil {
 		c.rec.State.Pid = started.InitPid
 	}
 	m.mu.Unlock()
-	if rec.HostConfig == nil || !rec.HostConfig.NetworkMode.IsHost() {
+	if started.Started {
+		return started.InitPid, nil
+	}
+	// a shim that only created the container: the loopback, then ShimStart
+	if sc.LoopbackUp {
 		if err := loopbackUp(started.InitPid); err != nil {
 			m.log.Warn("could not bring up the container's loopback", "id", id, "err", err)
 		}
@@ -389,11 +428,6 @@ func lastLine(s string) string {
 	return s
 }
 
-func lastLineBytes(b []byte) []byte {
-	lines := bytes.Split(bytes.TrimSpace(b), []byte("\n"))
-	return lines[len(lines)-1]
-}
-
 // killShim gets rid of a shim whose container never ran.
 func (m *Manager) killShim(id string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -465,18 +499,30 @@ func (m *Manager) applyExit(c *ctr, rep bus.ExitReport) {
 	id := c.rec.ID
 	autoRemove := c.rec.HostConfig != nil && c.rec.HostConfig.AutoRemove
 	m.mu.Unlock()
-	if err := m.save(c); err != nil {
-		m.log.Error("saving record", "id", id, "err", err)
+	m.log.Debug("exit: applying", "id", id)
+	// An auto-removed container's record is deleted next: writing (and
+	// syncing) its exited state first would only delay the removal. Should
+	// the supervisor die before the removal, the shim's report (it keeps it
+	// until acknowledged, after this) or restore settles it again.
+	if !autoRemove {
+		if err := m.save(c); err != nil {
+			m.log.Error("saving record", "id", id, "err", err)
+		}
 	}
 	m.cleanupRun(id)
+	m.log.Debug("exit: saved, rootfs unmounted", "id", id)
 	if oom {
 		m.event(c, "oom")
 	}
 	m.event(c, "die", "exitCode", strconv.Itoa(rep.ExitCode), "execDuration", strconv.Itoa(int(at.Sub(st.StartedAt).Seconds())))
+	m.log.Debug("exit: die published", "id", id)
 	select {
 	case <-ch:
 	default:
 		close(ch)
+	}
+	if !autoRemove {
+		m.maybeRestart(c, rep.ExitCode, at.Sub(st.StartedAt))
 	}
 	if autoRemove {
 		go func() {
@@ -488,6 +534,9 @@ func (m *Manager) applyExit(c *ctr, rep bus.ExitReport) {
 			if ok {
 				if err := m.removeLocked(c); err != nil {
 					m.log.Error("auto-remove", "id", id, "err", err)
+					if err := m.save(c); err != nil {
+						m.log.Error("saving record", "id", id, "err", err)
+					}
 				}
 			}
 		}()
@@ -518,7 +567,7 @@ func (m *Manager) shimGone(c *ctr) {
 	m.mu.Lock()
 	pid := c.rec.State.Pid
 	m.mu.Unlock()
-	m.applyExit(c, bus.ExitReport{ID: id, Pid: pid, ExitCode: 255, ExitedAt: time.Now().UTC(), Error: "shim disappeared"})
+	m.applyExit(c, m.lostShimExit(id, pid))
 }
 
 func (m *Manager) exitChan(c *ctr) (chan struct{}, bool) {
@@ -586,6 +635,7 @@ func (m *Manager) Stop(ctx context.Context, req *bus.StopRequest) error {
 	}
 	c.op.Lock()
 	defer c.op.Unlock()
+	m.cancelRestart(c, true)
 	return m.stopLocked(ctx, c, req.Timeout, req.Signal, true)
 }
 
@@ -651,6 +701,7 @@ func (m *Manager) Kill(ctx context.Context, req *bus.KillRequest) error {
 	if !running {
 		return errdefs.New(errdefs.Conflict, "Cannot kill container: %s: container %s is not running", req.ID, c.rec.ID)
 	}
+	m.cancelRestart(c, true)
 	m.event(c, "kill", "signal", strconv.Itoa(sig))
 	if err := m.signal(ctx, c, sig); err != nil {
 		return fmt.Errorf("Cannot kill container: %s: %w", req.ID, err)
@@ -671,9 +722,11 @@ func (m *Manager) Restart(ctx context.Context, req *bus.StopRequest) error {
 	}
 	c.op.Lock()
 	defer c.op.Unlock()
+	m.cancelRestart(c, true)
 	if err := m.stopLocked(ctx, c, req.Timeout, req.Signal, false); err != nil {
 		return err
 	}
+	m.manualStart(c)
 	if err := m.startLocked(ctx, c); err != nil {
 		return err
 	}

@@ -31,20 +31,24 @@ import (
 
 // Config configures a Manager.
 type Config struct {
-	Root        string // --root
-	ExecRoot    string // --exec-root
-	Node        string
-	ShimBin     string
-	RuntimeBin  string
-	NATSURL     string // handed to shims
-	NATSUser    string
-	NATSPass    string
-	Images      *image.Store
-	Conn        *nats.Conn
-	Logger      *slog.Logger
-	Event       func(typ, action, id string, attrs map[string]string)
-	OnRunning   func(createToRunning time.Duration)
-	ShimTimeout time.Duration // for shim requests; 0 means 10s
+	Root       string // --root
+	ExecRoot   string // --exec-root
+	Node       string
+	ShimBin    string
+	RuntimeBin string
+	NATSURL    string // handed to shims
+	NATSUser   string // handed to shims when ShimCredentials is nil
+	NATSPass   string
+	// ShimCredentials returns the NATS user and password of the shim of a
+	// container (the embedded server's own per-shim users); nil hands every
+	// shim NATSUser and NATSPass.
+	ShimCredentials func(id string) (user, password string)
+	Images          *image.Store
+	Conn            *nats.Conn
+	Logger          *slog.Logger
+	Event           func(typ, action, id string, attrs map[string]string)
+	OnRunning       func(createToRunning time.Duration)
+	ShimTimeout     time.Duration // for shim requests; 0 means 10s
 }
 
 // Manager owns every container of the node.
@@ -52,8 +56,9 @@ type Manager struct {
 	cfg Config
 	log *slog.Logger
 
-	mu    sync.Mutex
-	byID  map[string]*ctr
+	mu        sync.Mutex
+	restoring bool // restore runs: restart policies wait for its end
+	byID      map[string]*ctr
 	names map[string]string // "/name" → ID
 	keys  map[string]string // idempotency key of the create → ID (survives restarts)
 }
@@ -69,6 +74,7 @@ type ctr struct {
 	exited      chan struct{} // closed when the current run ends
 	oomSeen     bool
 	removed     bool
+	restart     restartState // the restart policy's back-off and pending restart
 }
 
 // New creates the manager and restores the records found on disk.
@@ -88,9 +94,13 @@ func New(cfg Config) (*Manager, error) {
 			return nil, err
 		}
 	}
-	if err := m.restore(); err != nil {
+	m.restoring = true
+	err := m.restore()
+	m.restoring = false
+	if err != nil {
 		return nil, err
 	}
+	m.restoreRestartPolicies()
 	return m, nil
 }
 
@@ -154,6 +164,7 @@ func (m *Manager) restore() error {
 			m.keys[string(k)] = rec.ID
 		}
 	}
+	var autoRemove, adopt []*ctr
 	for _, c := range m.byID {
 		id := c.rec.ID
 		if isRunningState(c.rec.State.Status) {
@@ -169,49 +180,49 @@ func (m *Manager) restore() error {
 			}
 			m.log.Warn("restore: the shim of a running container is gone", "id", id)
 			c.exited = make(chan struct{})
-			m.applyExit(c, bus.ExitReport{ID: id, Pid: c.rec.State.Pid, ExitCode: 255, ExitedAt: time.Now().UTC(), Error: "shim disappeared"})
+			m.applyExit(c, m.lostShimExit(id, c.rec.State.Pid))
 			continue
 		}
 		if m.shimAlive(id) {
 			// a start cut short by a crash: the shim exists but the record
-			// never said running
-			m.adoptOrStop(c)
+			// never said running (settled once the shim is back on the bus)
+			adopt = append(adopt, c)
 			continue
 		}
 		// not running: no mount or bundle should be left
+		_, berr := os.Stat(m.bundle(id))
+		startCut := berr == nil && c.rec.State.Status == "created"
+		if startCut {
+			m.runtimeDelete(id) // a shim that died while creating
+		}
 		m.cleanupRun(id)
+		if c.rec.HostConfig != nil && c.rec.HostConfig.AutoRemove && (c.rec.State.Status == "exited" || startCut) {
+			// an --rm container whose removal, or start, was cut short
+			autoRemove = append(autoRemove, c)
+		}
+	}
+	m.sweepOrphans()
+	if len(adopt) > 0 {
+		go m.adoptAll(adopt)
+	}
+	if len(autoRemove) > 0 {
+		go func() {
+			for _, c := range autoRemove {
+				c.op.Lock()
+				m.mu.Lock()
+				ok := !c.removed && !isRunningState(c.rec.State.Status)
+				m.mu.Unlock()
+				if ok {
+					m.log.Info("restore: removing an --rm container that exited", "id", c.rec.ID)
+					if err := m.removeLocked(c); err != nil {
+						m.log.Error("auto-remove", "id", c.rec.ID, "err", err)
+					}
+				}
+				c.op.Unlock()
+			}
+		}()
 	}
 	return nil
-}
-
-// adoptOrStop settles a container whose record is not running but whose
-// shim lives: a started container is adopted as running (its exit report
-// will follow), a merely created one is shut down.
-func (m *Manager) adoptOrStop(c *ctr) {
-	id := c.rec.ID
-	if m.cfg.Conn == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	var st bus.ShimStateResponse
-	if err := bus.Call(ctx, m.cfg.Conn, m.shimSubject(id, bus.ShimState), struct{}{}, &st); err != nil {
-		m.log.Warn("restore: a live shim does not answer; leaving it", "id", id, "err", err)
-		return
-	}
-	switch st.Status {
-	case "running", "paused", "stopped":
-		m.log.Info("restore: adopting a container whose start was cut short", "id", id, "shimStatus", st.Status)
-		c.rec.State = bus.State{Status: "running", Running: true, Pid: st.Pid, StartedAt: time.Now().UTC(), FinishedAt: c.rec.State.FinishedAt}
-		c.exited = make(chan struct{})
-		if err := writeRecord(m.dir(id), &c.rec); err != nil {
-			m.log.Error("saving record", "id", id, "err", err)
-		}
-	default:
-		m.log.Info("restore: shutting down the shim of a container never started", "id", id)
-		_ = m.shutdownShim(id)
-		m.cleanupRun(id)
-	}
 }
 
 func (m *Manager) readExitFile(id string) (bus.ExitReport, bool) {
@@ -461,6 +472,56 @@ func (m *Manager) Create(req *bus.CreateRequest) (*bus.CreateResponse, error) {
 	return &bus.CreateResponse{ID: id, Warnings: []string{}}, nil
 }
 
+// prepare makes, right after the create, what the first start needs in the
+// container's directory and can have before it: the overlay's upper and
+// work directories, the /etc files and the log file (the bundle and the
+// shim's directory belong to a run, and are made by the start). `docker run` sends attach and wait between
+// create and start: the directories are made meanwhile, off the start's
+// path (making an inode costs up to milliseconds on a busy ext4). It holds
+// the container's operation lock, so a start (or a remove) waits for it and
+// finds everything made, or nothing left; whatever fails here, the start
+// does again.
+//
+// The supervisor's server calls it once the create's reply is sent.
+func (m *Manager) Prepare(id string) {
+	m.mu.Lock()
+	c := m.byID[id]
+	m.mu.Unlock()
+	if c != nil {
+		m.prepare(c)
+	}
+}
+
+func (m *Manager) prepare(c *ctr) {
+	c.op.Lock()
+	defer c.op.Unlock()
+	m.mu.Lock()
+	skip := c.removed || c.starting || isRunningState(c.rec.State.Status)
+	rec := c.rec
+	m.mu.Unlock()
+	if skip {
+		return
+	}
+	id := rec.ID
+	for _, d := range []struct {
+		path string
+		perm os.FileMode
+	}{
+		{filepath.Join(m.dir(id), "upper"), 0o755},
+		{filepath.Join(m.dir(id), "work"), 0o755},
+	} {
+		if err := os.MkdirAll(d.path, d.perm); err != nil {
+			return
+		}
+	}
+	if _, err := m.writeEtcFiles(&rec); err != nil {
+		return
+	}
+	if f, err := os.OpenFile(m.logPath(id), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640); err == nil {
+		f.Close()
+	}
+}
+
 func validateHostConfig(hc *container.HostConfig) error {
 	switch hc.LogConfig.Type {
 	case "", "json-file":
@@ -601,6 +662,9 @@ func (m *Manager) Remove(ctx context.Context, ref string, force bool) error {
 	running := isRunningState(c.rec.State.Status)
 	name := c.rec.Name
 	m.mu.Unlock()
+	if running && force {
+		m.cancelRestart(c, true)
+	}
 	if running {
 		if !force {
 			return errdefs.New(errdefs.Conflict, "cannot remove container %q: container is running: stop the container before removing or force remove", name)
@@ -609,20 +673,32 @@ func (m *Manager) Remove(ctx context.Context, ref string, force bool) error {
 			return fmt.Errorf("could not kill running container %s, cannot remove: %w", c.rec.ID, err)
 		}
 	}
+	m.cancelRestart(c, false)
 	return m.removeLocked(c)
 }
 
 // removeLocked deletes everything of a stopped container (c.op held).
 func (m *Manager) removeLocked(c *ctr) error {
 	id := c.rec.ID
+	m.log.Debug("remove: begin", "id", id)
 	m.cleanupRun(id)
 	if isMountPoint(m.rootfs(id)) {
 		return fmt.Errorf("cannot remove container %s: its root filesystem is still mounted at %s", id, m.rootfs(id))
 	}
-	_ = m.shutdownShim(id)
-	if err := os.RemoveAll(m.shimDir(id)); err != nil {
-		m.log.Warn("removing shim state", "id", id, "err", err)
-	}
+	// The shim may still be finishing (its runtime delete runs after its
+	// exit report): it is shut down while the record and the container's
+	// directory go, and waited for before its own directory goes and the
+	// destroy event is out.
+	shimDone := make(chan struct{})
+	go func() {
+		defer close(shimDone)
+		_ = m.shutdownShim(id)
+		m.log.Debug("remove: the shim is gone", "id", id)
+		if err := os.RemoveAll(m.shimDir(id)); err != nil {
+			m.log.Warn("removing shim state", "id", id, "err", err)
+		}
+	}()
+	defer func() { <-shimDone }()
 	// the record goes first, atomically, so a crash halfway leaves no
 	// record pointing at a half-deleted directory
 	c.wmu.Lock()
@@ -639,6 +715,7 @@ func (m *Manager) removeLocked(c *ctr) error {
 	if err := os.RemoveAll(m.dir(id)); err != nil {
 		m.log.Warn("removing container directory", "id", id, "err", err)
 	}
+	<-shimDone
 	m.mu.Lock()
 	delete(m.byID, id)
 	for k, v := range m.keys {
@@ -651,6 +728,7 @@ func (m *Manager) removeLocked(c *ctr) error {
 	}
 	m.mu.Unlock()
 	m.event(c, "destroy")
+	m.log.Debug("remove: destroy published", "id", id)
 	return nil
 }
 

@@ -96,3 +96,11 @@ func readRecord(dir string) (*bus.Container, error) {
 	}
 	return &rec, nil
 }
+
+// shimCredentials are the NATS credentials written in the shim.json of id.
+func (m *Manager) shimCredentials(id string) (user, password string) {
+	if m.cfg.ShimCredentials != nil {
+		return m.cfg.ShimCredentials(id)
+	}
+	return m.cfg.NATSUser, m.cfg.NATSPass
+}

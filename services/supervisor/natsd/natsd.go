@@ -21,6 +21,8 @@ type Options struct {
 	StoreDir string // JetStream storage (<root>/nats)
 	Name     string
 	Logger   *slog.Logger
+	// Auth authenticates clients; nil leaves the server open (tests only).
+	Auth *Auth
 }
 
 // Server is a running embedded NATS server.
@@ -49,6 +51,9 @@ func Start(o Options) (*Server, error) {
 		StoreDir:   o.StoreDir,
 		MaxPayload: MaxPayload,
 		NoSigs:     true,
+	}
+	if o.Auth != nil {
+		opts.CustomClientAuthentication = o.Auth
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {

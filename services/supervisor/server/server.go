@@ -168,6 +168,14 @@ func (s *Server) handleCommand(m *nats.Msg) {
 		s.Metrics.Duration.WithLabelValues(verb).Observe(time.Since(t0).Seconds())
 	}
 	s.respond(m, reply)
+	if verb == "containers.create" && r.Error == nil {
+		// what the start will need on disk, made while the client goes on
+		// (docker run: attach, wait, then start)
+		var cr bus.CreateResponse
+		if json.Unmarshal(r.Data, &cr) == nil && cr.ID != "" {
+			s.Containers.Prepare(cr.ID)
+		}
+	}
 }
 
 func (s *Server) dispatch(area, verb string, m *nats.Msg) (any, error) {

@@ -1,0 +1,41 @@
+package faults
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"berth/tests/stack"
+)
+
+func statMode(p string) (os.FileMode, error) {
+	st, err := os.Stat(p)
+	if err != nil {
+		return 0, err
+	}
+	return st.Mode().Perm(), nil
+}
+
+func contextTimeout(d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), d)
+}
+
+// dumpLogsOnFailure prints the end of the daemons' logs when t fails.
+func dumpLogsOnFailure(t *testing.T, s *stack.Stack) {
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		for _, name := range []string{"apigw", "supervisor"} {
+			b, _ := os.ReadFile(filepath.Join(filepath.Dir(s.Root), name+".log"))
+			lines := strings.Split(string(b), "\n")
+			if len(lines) > 60 {
+				lines = lines[len(lines)-60:]
+			}
+			t.Logf("--- %s.log (end)\n%s", name, strings.Join(lines, "\n"))
+		}
+	})
+}
