@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,8 +24,9 @@ func TestCgroupLimitsAndRemoval(t *testing.T) {
 	pids := int64(8)
 	shares := uint64(512)
 	quota, period := int64(50000), uint64(100000)
+	rel := fmt.Sprintf("berth-test-%d/limits", os.Getpid())
 	b := e.bundle([]string{"sleep", "100"}, func(s *specs.Spec) {
-		s.Linux.CgroupsPath = "berth-test/limits"
+		s.Linux.CgroupsPath = rel // unique: parallel runs of this test must not share a cgroup
 		s.Linux.Resources = &specs.LinuxResources{
 			Memory:  &specs.LinuxMemory{Limit: &limit, Reservation: &res, Swap: &swap},
 			Pids:    &specs.LinuxPids{Limit: &pids},
@@ -34,7 +36,7 @@ func TestCgroupLimitsAndRemoval(t *testing.T) {
 	})
 	pid := e.create("cg", b)
 	paths := e.cgroupPaths("cg")
-	if !strings.HasSuffix(paths["memory"], "/berth-test/limits") {
+	if !strings.HasSuffix(paths["memory"], "/"+rel) {
 		t.Fatalf("relative cgroupsPath: %v", paths)
 	}
 	check := func(ctrl, file, want string) {
