@@ -5,7 +5,7 @@ SERVICES := apigw supervisor shim runtime
 BINARIES := $(addprefix $(BIN)/berth-,$(SERVICES))
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build deps run test test-short e2e acceptance lint bench bench-runtime fuzz clean $(BINARIES)
+.PHONY: all build deps run test test-short e2e acceptance lint bench bench-runtime fuzz soak clean $(BINARIES)
 
 all: build
 
@@ -28,6 +28,7 @@ run: deps build
 test: deps build
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 30m ./...
+	scripts/fuzz.sh 3s
 
 test-short: build
 	$(GO) test -short -count=1 ./...
@@ -50,6 +51,11 @@ bench-runtime: deps
 
 fuzz:
 	scripts/fuzz.sh 60s
+
+# 200 containers through create/start/stop/remove with random supervisor
+# kills and bus restarts; checks every record against reality (not in CI).
+soak: build
+	BERTH_SOAK=1 $(GO) test -count=1 -timeout 60m -run TestSoak -v ./tests/faults/
 
 clean:
 	rm -rf $(BIN)

@@ -1,12 +1,13 @@
 package bus
 
 import (
-	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
+
+	"golang.org/x/sys/unix"
 
 	"berth/pkg/atomicfile"
 )
@@ -38,11 +39,21 @@ const (
 // ShimUser is the NATS user of the shim of container id.
 func ShimUser(id string) string { return ShimUserPrefix + id }
 
-// NewPassword returns 32 random bytes in hex.
+// NewPassword returns 32 random bytes in hex, from the kernel's CSPRNG
+// (getrandom(2), what crypto/rand reads on Linux too): package bus does
+// not import crypto/rand, whose FIPS machinery would otherwise be linked
+// into every shim.
 func NewPassword() string {
 	var b [32]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic(err)
+	for n := 0; n < len(b); {
+		m, err := unix.Getrandom(b[n:], 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			panic(fmt.Sprintf("getrandom: %v", err))
+		}
+		n += m
 	}
 	return hex.EncodeToString(b[:])
 }
@@ -93,6 +104,29 @@ type Permissions struct {
 // store) publishes on: API requests, flow control and acks.
 var jsAPI = []string{"$JS.API.>", "$JS.FC.>", "$JS.ACK.>"}
 
+// uploadsStream is the JetStream stream behind the UploadsBucket object store.
+const uploadsStream = "OBJ_" + UploadsBucket
+
+// apigwJSAPI is the part of the JetStream API apigw uses: read the events
+// stream through its own consumers, and put objects into the uploads
+// bucket (creating it if missing). It cannot delete, purge or reconfigure
+// the events stream, nor touch any other stream.
+var apigwJSAPI = []string{
+	"$JS.API.INFO",
+	"$JS.API.STREAM.INFO." + EventsStream,
+	"$JS.API.CONSUMER.*." + EventsStream + ".>",
+	"$JS.API.CONSUMER.MSG.NEXT." + EventsStream + ".*",
+	"$JS.API.STREAM.INFO." + uploadsStream,
+	"$JS.API.STREAM.CREATE." + uploadsStream,
+	"$JS.API.STREAM.PURGE." + uploadsStream,
+	"$JS.API.STREAM.MSG.GET." + uploadsStream,
+	"$JS.API.DIRECT.GET." + uploadsStream,
+	"$JS.API.DIRECT.GET." + uploadsStream + ".>",
+	"$JS.API.CONSUMER.*." + uploadsStream + ".>",
+	"$JS.API.CONSUMER.MSG.NEXT." + uploadsStream + ".*",
+	"$JS.FC.>", "$JS.ACK.>",
+}
+
 // APIGWPermissions: commands to supervisors, stdin and resize to shims,
 // uploads to the object store; events, container output and its own inboxes.
 // It may not publish reports, events or output, nor command shims otherwise.
@@ -106,7 +140,7 @@ func APIGWPermissions() Permissions {
 			prefix + ".shim.*.*." + ShimResize,
 			"$O." + UploadsBucket + ".>",
 			"_INBOX.>",
-		}, jsAPI...),
+		}, apigwJSAPI...),
 		Subscribe: []string{EventsAll, prefix + ".io.*.*.out", "_INBOX.>"},
 	}
 }

@@ -66,3 +66,38 @@ func FuzzDecode(f *testing.F) {
 		_ = DecodeReply(data, &resp)
 	})
 }
+
+// FuzzMessages feeds arbitrary bytes to every message a berth process
+// decodes from another (commands, reports, shim messages, credentials).
+func FuzzMessages(f *testing.F) {
+	f.Add([]byte(`{"id":"x","node":"n","natsURL":"nats://a","natsUser":"shim-x"}`))
+	f.Add([]byte(`{"pid":1,"initPid":2,"started":true,"error":"e","stage":"create"}`))
+	f.Add([]byte(`{"user":"apigw","password":"p"}`))
+	f.Add([]byte(`{"entries":[{"log":"a","stream":"stdout","time":"2020-01-01T00:00:00Z"}],"eof":true}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		for _, v := range []any{
+			&ShimConfig{}, &ShimReady{}, &ShimKillRequest{}, &ShimResizeRequest{}, &ShimStateResponse{},
+			&StopRequest{}, &KillRequest{}, &RemoveRequest{}, &RenameRequest{}, &LogsRequest{}, &LogChunk{},
+			&PruneRequest{}, &ImageImportRequest{}, &ImageTagRequest{}, &Event{}, &Container{}, &Credentials{},
+		} {
+			_ = Decode(data, v)
+		}
+	})
+}
+
+// FuzzSubjects: subject tokens and user names that pass the checks cannot
+// add or wildcard subject levels.
+func FuzzSubjects(f *testing.F) {
+	f.Add("abc")
+	f.Add("shim-abc")
+	f.Add("a.b")
+	f.Add("shim->")
+	f.Fuzz(func(t *testing.T, s string) {
+		if Token(s) == nil && strings.ContainsAny(s, ".*> ") {
+			t.Fatalf("token %q accepted", s)
+		}
+		if id, ok := ShimIDFromUser(s); ok && strings.ContainsAny(id, ".*> ") {
+			t.Fatalf("shim user %q accepted", s)
+		}
+	})
+}

@@ -160,10 +160,6 @@ type Container struct {
 	Image        string                `json:"image"` // image ID, sha256:…
 	State        State                 `json:"state"`
 	RestartCount int                   `json:"restartCount"`
-	// HasBeenManuallyStopped: stopped or killed by a user, so the restart
-	// policy does not bring it back (kept across supervisor restarts, which
-	// matters for unless-stopped).
-	HasBeenManuallyStopped bool `json:"hasBeenManuallyStopped,omitempty"`
 	LogPath      string                `json:"logPath"`
 	Driver       string                `json:"driver"`
 	BundlePath   string                `json:"bundlePath"`
@@ -174,6 +170,10 @@ type Container struct {
 	HostnamePath   string `json:"hostnamePath,omitempty"`
 	HostsPath      string `json:"hostsPath,omitempty"`
 	ResolvConfPath string `json:"resolvConfPath,omitempty"`
+	// HasBeenManuallyStopped: stopped or killed by a user, so the restart
+	// policy does not bring it back (kept across supervisor restarts, which
+	// matters for unless-stopped).
+	HasBeenManuallyStopped bool `json:"hasBeenManuallyStopped,omitempty"`
 }
 
 // Image is the supervisor's record of an image.

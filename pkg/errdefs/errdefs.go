@@ -6,7 +6,6 @@ package errdefs
 import (
 	"errors"
 	"fmt"
-	"net/http"
 )
 
 // Kind classifies an error. The zero value is Unknown (an internal error).
@@ -57,24 +56,26 @@ func KindOf(err error) Kind {
 func Is(err error, k Kind) bool { return err != nil && KindOf(err) == k }
 
 // HTTPStatus maps a kind to the status the Docker Engine API uses for it.
+// The numbers are written out: importing net/http for its constants would
+// link it into every process that uses errdefs, berth-shim included.
 func HTTPStatus(k Kind) int {
 	switch k {
 	case NotFound:
-		return http.StatusNotFound
+		return 404 // http.StatusNotFound
 	case Conflict:
-		return http.StatusConflict
+		return 409 // http.StatusConflict
 	case InvalidParameter:
-		return http.StatusBadRequest
+		return 400 // http.StatusBadRequest
 	case NotModified:
-		return http.StatusNotModified
+		return 304 // http.StatusNotModified
 	case Unavailable:
-		return http.StatusServiceUnavailable
+		return 503 // http.StatusServiceUnavailable
 	case Forbidden:
-		return http.StatusForbidden
+		return 403 // http.StatusForbidden
 	case NotImplemented:
-		return http.StatusNotImplemented
+		return 501 // http.StatusNotImplemented
 	}
-	return http.StatusInternalServerError
+	return 500 // http.StatusInternalServerError
 }
 
 // Docker's messages, written once.

@@ -32,6 +32,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"berth/pkg/atomicfile"
 	"berth/pkg/bus"
 	"berth/pkg/errdefs"
 )
@@ -255,7 +256,7 @@ func (s *Store) writeImage(img *bus.Image) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(s.dir, "configs", strings.TrimPrefix(img.ID, "sha256:")+".json"), data, 0o600)
+	return atomicfile.Write(filepath.Join(s.dir, "configs", strings.TrimPrefix(img.ID, "sha256:")+".json"), data, 0o600)
 }
 
 func (s *Store) saveRepos() error {
@@ -263,7 +264,7 @@ func (s *Store) saveRepos() error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(s.dir, "repositories.json"), data, 0o600)
+	return atomicfile.Write(filepath.Join(s.dir, "repositories.json"), data, 0o600)
 }
 
 func (s *Store) emit(action, id string, attrs map[string]string) {

@@ -1,6 +1,7 @@
 package faults
 
 import (
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -9,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"berth/pkg/bus"
+	"berth/pkg/bus/natsbus"
 	"berth/tests/stack"
 )
 
@@ -85,6 +87,9 @@ func TestBusRefusesAnonymous(t *testing.T) {
 		}
 	}
 	// the credentials files are root's alone
+	if m, err := statMode(filepath.Dir(s.Credentials("apigw"))); err != nil || m != 0o700 {
+		t.Errorf("auth directory: mode %o, %v", m, err)
+	}
 	for _, u := range []string{"apigw", "supervisor"} {
 		st, err := statMode(s.Credentials(u))
 		if err != nil || st != 0o600 {
@@ -179,11 +184,16 @@ func TestBusAPIGWLimits(t *testing.T) {
 	pe.wait(t, bus.Shim(s.Node, id, bus.ShimKill))
 	nc.Subscribe(bus.CommandsAll(s.Node)[0], func(*nats.Msg) {})
 	pe.wait(t, bus.CommandsAll(s.Node)[0])
+	// the events stream is read-only to it
+	for _, subj := range []string{"$JS.API.STREAM.DELETE." + bus.EventsStream, "$JS.API.STREAM.PURGE." + bus.EventsStream, "$JS.API.STREAM.UPDATE." + bus.EventsStream} {
+		nc.Publish(subj, []byte(`{}`))
+		pe.wait(t, subj)
+	}
 	// what it is for still works
 	ctx, cancel := contextTimeout(5 * time.Second)
 	defer cancel()
 	var pong string
-	if err := bus.Call(ctx, nc, bus.Command(bus.AreaSystem, s.Node, bus.VerbPing), struct{}{}, &pong); err != nil || pong != "OK" {
+	if err := natsbus.Call(ctx, nc, bus.Command(bus.AreaSystem, s.Node, bus.VerbPing), struct{}{}, &pong); err != nil || pong != "OK" {
 		t.Fatalf("ping as apigw: %q %v", pong, err)
 	}
 }

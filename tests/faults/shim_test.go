@@ -1,6 +1,8 @@
 package faults
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -79,6 +81,44 @@ func TestShimKilledWhileSupervisorDown(t *testing.T) {
 		t.Errorf("cgroups left: %v", cg)
 	}
 	if p := checkReality(t, s, 5*time.Second); len(p) > 0 {
+		t.Errorf("records do not match reality: %v", p)
+	}
+}
+
+// TestDeadShimExitReport: the container exits while the supervisor is away,
+// then its shim is killed before it could deliver the report; the restarted
+// supervisor takes the exit report the shim left on disk (exit.json), with
+// the true exit code and time.
+func TestDeadShimExitReport(t *testing.T) {
+	s := newStack(t)
+	id := s.MustDocker("run", "-d", "busybox", "sh", "-c", "sleep 1; exit 9")
+	spid := shimPid(t, s, id)
+	s.KillSupervisor(syscall.SIGKILL)
+	exitFile := filepath.Join(s.ExecRoot, "shims", id, "exit.json")
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, err := os.Stat(exitFile); err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := os.Stat(exitFile); err != nil {
+		t.Fatalf("the shim wrote no exit report: %v", err)
+	}
+	exitedBy := time.Now()
+	if err := unix.Kill(spid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	s.StartSupervisor()
+	c := waitState(t, s, id, "exited", 15*time.Second)
+	if c.State.ExitCode != 9 || c.State.Error != "" {
+		t.Errorf("state %+v, want exit 9 and no error", c.State)
+	}
+	if c.State.FinishedAt.After(exitedBy) {
+		t.Errorf("finished at %v, after the report was written (%v)", c.State.FinishedAt, exitedBy)
+	}
+	if p := checkReality(t, s, 10*time.Second); len(p) > 0 {
 		t.Errorf("records do not match reality: %v", p)
 	}
 }

@@ -115,6 +115,14 @@ func FreeAddr() (string, error) {
 // Start starts a stack and stops it when t ends.
 func Start(t testing.TB) *Stack {
 	t.Helper()
+	return StartWith(t, nil)
+}
+
+// StartWith is Start with prepare run before the daemons start (to mount a
+// small file system on s.Root, say); mounts under the stack's directory are
+// undone when t ends.
+func StartWith(t testing.TB, prepare func(s *Stack)) *Stack {
+	t.Helper()
 	RequireRoot(t)
 	if _, err := exec.LookPath("docker"); err != nil {
 		t.Skip("needs the docker CLI")
@@ -137,6 +145,9 @@ func Start(t testing.TB) *Stack {
 	}
 	s.Host = "unix://" + filepath.Join(s.ExecRoot, "berth.sock")
 	t.Cleanup(func() { s.Stop(); os.RemoveAll(base) })
+	if prepare != nil {
+		prepare(s)
+	}
 	s.StartSupervisor()
 	s.StartAPIGW()
 	return s

@@ -1,8 +1,11 @@
 package dockerapi
 
 import (
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/docker/docker/api/types/events"
 
 	"berth/pkg/bus"
 	"berth/pkg/errdefs"
@@ -50,5 +53,45 @@ func FuzzFilters(f *testing.F) {
 		}
 		cs := []bus.Container{rec("abc", "web", "running", time.Now(), map[string]string{"a": "b"}, "busybox")}
 		FilterContainers(cs, o)
+	})
+}
+
+// FuzzQueryParams: the decoders of query parameters and paths never panic,
+// and what they accept is well-formed.
+func FuzzQueryParams(f *testing.F) {
+	for _, s := range []string{"SIGTERM", "9", "kill", "-1", "all", "10", "/v1.43/containers/json", "1.51", "web-1", "/x", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		_, _ = ParseSignal(v)
+		_ = BoolValue(v)
+		_, _ = IntValue("t", v)
+		if n, err := ParseTail(v); err == nil && n < -1 {
+			t.Fatalf("tail %d accepted from %q", n, v)
+		}
+		// a name cannot reach outside berth's directories or the subject space
+		if v != "" && ValidateContainerName(v) == nil && (strings.ContainsAny(v, "*> \x00") || strings.Contains(v, "..") && strings.HasPrefix(strings.TrimPrefix(v, "/"), ".") || strings.Count(v, "/") > 1) {
+			t.Fatalf("name %q accepted", v)
+		}
+		_, _ = NegotiateVersion(v)
+		if ver, rest := SplitVersionPrefix(v); ver != "" && len(rest) > len(v) {
+			t.Fatalf("split %q into %q %q", v, ver, rest)
+		}
+		_ = NormalizeImageRef(v)
+	})
+}
+
+// FuzzEventFilters: event filter parsing and matching never panic.
+func FuzzEventFilters(f *testing.F) {
+	f.Add(`{"type":["container"],"event":["die"],"container":["web"]}`, "die", "web")
+	f.Add(`{"image":["busybox:latest"],"label":["a=b"]}`, "start", "x")
+	f.Fuzz(func(t *testing.T, raw, action, name string) {
+		args, err := ParseFilters(raw)
+		if err != nil || ValidateEventFilters(args) != nil {
+			return
+		}
+		m := &events.Message{Type: events.ContainerEventType, Action: events.Action(action),
+			Actor: events.Actor{ID: "abc", Attributes: map[string]string{"name": name, "image": name, "a": "b"}}}
+		MatchEvent(args, m)
 	})
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"berth/pkg/bus"
+	"berth/pkg/bus/natsbus"
 )
 
 // DaemonOptions are berth-apigw's command line.
@@ -87,7 +88,7 @@ func Run(ctx context.Context, o DaemonOptions) error {
 					log.Warn("no NATS credentials; connecting without", "err", err)
 				}
 			}
-			nc, err := bus.Connect(bus.Options{URL: o.NATSURL, Name: "berth-apigw", User: user, Password: pass, Logger: log})
+			nc, err := natsbus.Connect(natsbus.Options{URL: o.NATSURL, Name: "berth-apigw", User: user, Password: pass, Logger: log})
 			if err == nil {
 				log.Info("bus connected", "url", nc.ConnectedUrl(), "node", o.Node)
 				s.SetConn(nc)

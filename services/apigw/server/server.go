@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"berth/pkg/bus"
+	"berth/pkg/bus/natsbus"
 	"berth/pkg/errdefs"
 )
 
@@ -198,7 +199,7 @@ func (s *Server) callTimeout(r *http.Request, d time.Duration, area, verb string
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), d)
 	defer cancel()
-	err = bus.Call(ctx, nc, bus.Command(area, s.cfg.Node, verb), req, resp)
+	err = natsbus.Call(ctx, nc, bus.Command(area, s.cfg.Node, verb), req, resp)
 	if err != nil && errdefs.Is(err, errdefs.Unavailable) {
 		s.metrics.busErrors.Inc()
 		s.log.Warn("bus command failed", "area", area, "verb", verb, "err", err)

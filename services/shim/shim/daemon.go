@@ -15,10 +15,11 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"golang.org/x/sys/unix"
 
+	"berth/pkg/atomicfile"
 	"berth/pkg/bus"
+	"berth/pkg/bus/natslite"
 	"berth/pkg/errdefs"
 	"berth/pkg/jsonlog"
 	"berth/services/shim/reaper"
@@ -36,20 +37,19 @@ type daemon struct {
 	cfg     bus.ShimConfig
 	log     *slog.Logger
 	rt      *runtime
-	nc      *nats.Conn
+	nc      *natslite.Conn
 	logw    *jsonlog.Writer
 	io      *stdio
 	metrics *metrics
 	cgroup  string // cgroupsPath of the container, for OOM
 
-	mu        sync.Mutex
-	status    string
-	created   bool
-	initPid   int
-	early     []byte // what the runtime printed before the container existed
-	shutdown  bool
-	logErrAt  time.Time
-	trimTimer *time.Timer
+	mu       sync.Mutex
+	status   string
+	created  bool
+	initPid  int
+	early    []byte // what the runtime printed before the container existed
+	shutdown bool
+	logErrAt time.Time
 
 	join   func() error  // waits for the bus connection made during create
 	dialed chan struct{} // closed once it is made (or has failed): d.nc is set
@@ -57,7 +57,7 @@ type daemon struct {
 	ioWG     sync.WaitGroup
 	wake     chan struct{} // kicks the exit-report retry loop (shutdown)
 	finished chan struct{} // closed when the container is gone and reported
-	subs     []*nats.Subscription
+	subs     []*natslite.Subscription
 }
 
 // readyMsg is what the daemon tells its launcher (or the supervisor) on fd 3.
@@ -98,7 +98,6 @@ func Daemon(cfgPath string, ready *os.File) error {
 	tellReady(ready, readyMsg{ShimStarted: bus.ShimStarted{Pid: os.Getpid(), InitPid: initPid, Started: cfg.StartOnCreate}})
 	// metrics come after ready: nobody waits for them to start a container
 	d.serveMetrics()
-	go trimLoop(d.finished)
 	<-d.finished
 	d.close()
 	log.Info("shim exiting")
@@ -130,16 +129,12 @@ func (d *daemon) setup() (initPid int, err error) {
 	// The bus connection is made while the runtime creates the container:
 	// both take milliseconds, and neither needs the other.
 	type dialed struct {
-		nc  *nats.Conn
+		nc  *natslite.Conn
 		err error
 	}
 	dialc := make(chan dialed, 1)
 	go func() {
-		nc, err := bus.Connect(bus.Options{
-			URL: cfg.NATSURL, Name: "berth-shim-" + cfg.ID,
-			User: cfg.NATSUser, Password: cfg.NATSPassword, Logger: d.log,
-			InboxPrefix: bus.ShimInboxPrefix(cfg.Node, cfg.ID),
-		})
+		nc, err := d.connect()
 		dialc <- dialed{nc, err}
 	}()
 	var dialErr error
@@ -233,7 +228,7 @@ func (d *daemon) setup() (initPid int, err error) {
 	}
 	if err == nil {
 		d.subs = append(d.subs, sub)
-		err = d.nc.FlushTimeout(10 * time.Second)
+		err = d.nc.Flush(10 * time.Second)
 	}
 	if err != nil {
 		reaper.Forget(initPid)
@@ -294,14 +289,7 @@ func (d *daemon) logWriteError(err error) {
 func (d *daemon) close() {
 	if d.nc != nil {
 		// Drain lets a handler in flight (shutdown) send its reply.
-		closed := make(chan struct{})
-		d.nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
-		if d.nc.Drain() == nil {
-			select {
-			case <-closed:
-			case <-time.After(5 * time.Second):
-			}
-		}
+		d.nc.Drain(5 * time.Second)
 		d.nc.Close()
 	}
 	if d.io != nil {
@@ -361,10 +349,7 @@ func (d *daemon) waitExit(exitc <-chan reaper.Exit) {
 		d.log.Error("close container log", "err", err)
 	}
 	if d.nc.IsConnected() {
-		d.nc.PublishMsg(&nats.Msg{
-			Subject: bus.IOOut(d.cfg.Node, d.cfg.ID),
-			Header:  nats.Header{bus.HeaderEOF: []string{"1"}},
-		})
+		d.nc.Publish(bus.IOOut(d.cfg.Node, d.cfg.ID), natslite.Header{bus.HeaderEOF: []string{"1"}}, nil)
 	}
 
 	rep := bus.ExitReport{ID: d.cfg.ID, Pid: e.Pid, ExitCode: e.Status, ExitedAt: e.Time.UTC(), OOMKilled: oom}
@@ -390,12 +375,12 @@ func (d *daemon) deliver(rep bus.ExitReport) {
 			d.log.Info("exit report dropped: shutdown requested")
 			return
 		}
-		// While the bus is away nats.go would buffer the request and send
-		// every retry at once on reconnect: wait for it instead.
+		// While the bus is away the request would fail at once: wait for
+		// it instead.
 		var err error
 		if d.nc.IsConnected() {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			err = bus.Call(ctx, d.nc, subject, rep, nil)
+			err = d.call(ctx, subject, rep, nil)
 			cancel()
 		} else {
 			err = errdefs.New(errdefs.Unavailable, "the bus is away")
@@ -424,28 +409,19 @@ func (d *daemon) isShutdown() bool {
 
 // writeFileAtomic writes v as JSON beside path and renames it over path: a
 // reader (the supervisor) never sees a torn file. There is no fsync: the
-// state directory is under the exec root (/run, normally a tmpfs): after a
-// reboot the container is gone anyway (and a torn report is read as none),
-// and a crash of the shim alone loses nothing written.
+// state directory is under the exec root (/run, a tmpfs), whose content
+// does not outlive the machine, and a crash of the shim alone loses nothing
+// written.
 func writeFileAtomic(path string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return nil
+	return atomicfile.WriteNoSync(path, b, 0o600)
 }
 
 // onCommand answers the supervisor on bus.ShimAll.
-func (d *daemon) onCommand(m *nats.Msg) {
+func (d *daemon) onCommand(m *natslite.Msg) {
 	verb := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
 	var v any
 	var err error
@@ -475,19 +451,6 @@ func (d *daemon) onCommand(m *nats.Msg) {
 		d.log.Info("command failed", "verb", verb, "err", err)
 	}
 	m.Respond(bus.EncodeReply(v, err))
-	d.trimSoon()
-}
-
-// trimSoon trims memory a second after the last command: a command runs
-// code (the runtime's exec, JSON) that an idle shim does not.
-func (d *daemon) trimSoon() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.trimTimer == nil {
-		d.trimTimer = time.AfterFunc(time.Second, trimMemory)
-	} else {
-		d.trimTimer.Reset(time.Second)
-	}
 }
 
 func (d *daemon) start() (any, error) {

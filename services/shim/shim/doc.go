@@ -71,6 +71,15 @@
 // the file. A previous exit.json in the state directory is removed when a
 // new shim starts there.
 //
+// On the bus the daemon is the user natsUser of its shim.json (0600), which
+// the embedded server lets publish only bus.Report(node, id, …), bus.IOOut
+// (node, id) and answers, and subscribe only to bus.ShimAll(node, id),
+// bus.IOIn(node, id) and its own inbox prefix bus.ShimInboxPrefix(node, id).
+//
+// The daemon speaks to the bus with package bus/natslite, not nats.go (one
+// shim per container: see docs/benchmarks.md), which has no TLS: the bus is
+// the node's own NATS server on the loopback.
+//
 // Metrics (Prometheus text) are served on a loopback port written to
 // <stateDir>/metrics.addr.
 package shim

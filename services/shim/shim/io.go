@@ -9,10 +9,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"golang.org/x/sys/unix"
 
 	"berth/pkg/bus"
+	"berth/pkg/bus/natslite"
 	"berth/pkg/errdefs"
 )
 
@@ -195,7 +195,7 @@ func (d *daemon) pump(f *os.File, stream string, wg *sync.WaitGroup) {
 	defer wg.Done()
 	buf := make([]byte, 32*1024)
 	subject := bus.IOOut(d.cfg.Node, d.cfg.ID)
-	hdr := nats.Header{bus.HeaderStream: []string{stream}}
+	hdr := natslite.Header{bus.HeaderStream: []string{stream}}
 	for {
 		n, err := f.Read(buf)
 		if n > 0 {
@@ -211,7 +211,7 @@ func (d *daemon) pump(f *os.File, stream string, wg *sync.WaitGroup) {
 			// dialled while the runtime creates the container.
 			<-d.dialed
 			if d.nc != nil && d.nc.IsConnected() {
-				d.nc.PublishMsg(&nats.Msg{Subject: subject, Header: hdr, Data: buf[:n]})
+				d.nc.Publish(subject, hdr, buf[:n])
 			}
 		}
 		if err != nil {
@@ -228,7 +228,7 @@ func streamIndex(s string) int {
 }
 
 // onStdin handles a message on the container's IOIn subject.
-func (d *daemon) onStdin(m *nats.Msg) {
+func (d *daemon) onStdin(m *natslite.Msg) {
 	if m.Header.Get(bus.HeaderEOF) == "1" {
 		if !d.cfg.Tty && d.cfg.StdinOnce {
 			d.io.closeStdin()

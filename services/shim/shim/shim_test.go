@@ -23,6 +23,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"berth/pkg/bus"
+	"berth/pkg/bus/natsbus"
 	"berth/pkg/busyboxfs"
 	"berth/pkg/jsonlog"
 )
@@ -214,7 +215,7 @@ func newEnv(t *testing.T, o opts) *env {
 		if b, err := os.ReadFile(filepath.Join(e.cfg.StateDir, bus.ShimPidFile)); err == nil {
 			if pid, _ := strconv.Atoi(string(b)); pid > 0 && alive(pid) {
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				bus.Call(ctx, e.nc, bus.Shim(e.cfg.Node, e.cfg.ID, bus.ShimShutdown), struct{}{}, nil)
+				natsbus.Call(ctx, e.nc, bus.Shim(e.cfg.Node, e.cfg.ID, bus.ShimShutdown), struct{}{}, nil)
 				cancel()
 				for deadline := time.Now().Add(5 * time.Second); alive(pid) && time.Now().Before(deadline); {
 					time.Sleep(10 * time.Millisecond)
@@ -262,7 +263,7 @@ func (e *env) mustLaunch() bus.ShimStarted {
 func (e *env) call(verb string, req, resp any) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	return bus.Call(ctx, e.nc, bus.Shim(e.cfg.Node, e.cfg.ID, verb), req, resp)
+	return natsbus.Call(ctx, e.nc, bus.Shim(e.cfg.Node, e.cfg.ID, verb), req, resp)
 }
 
 func (e *env) start() {
@@ -531,7 +532,6 @@ func TestKillMetricsAndParentDeath(t *testing.T) {
 	outFile := filepath.Join(t.TempDir(), "out")
 	parent := exec.Command("sh", "-c", `"$0" start --config "$1" > "$2" && echo launched && exec sleep 1000`, shimBin, e.path, outFile)
 	parent.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	parent.Env = append(os.Environ(), "BERTH_SHIM_TRIM_INTERVAL=100ms")
 	pout, _ := parent.StdoutPipe()
 	if err := parent.Start(); err != nil {
 		t.Fatal(err)
@@ -574,7 +574,7 @@ func TestKillMetricsAndParentDeath(t *testing.T) {
 		t.Fatalf("metrics:\n%s", mb)
 	}
 	busy := memory(st.Pid)
-	time.Sleep(300 * time.Millisecond) // a few trims (BERTH_SHIM_TRIM_INTERVAL)
+	time.Sleep(300 * time.Millisecond)
 	idle := memory(st.Pid)
 	t.Logf("shim memory with a running container: busy %s; idle %s", busy, idle)
 	var rss int

@@ -24,6 +24,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"berth/pkg/bus"
+	"berth/pkg/bus/natsbus"
 	"berth/pkg/image"
 	"berth/services/supervisor/containers"
 	"berth/services/supervisor/metrics"
@@ -187,7 +188,7 @@ func Start(c Config) (_ *Supervisor, err error) {
 		}
 	}
 	s.Config = c
-	s.Conn, err = bus.Connect(bus.Options{URL: s.NATSURL, Name: "berth-supervisor-" + c.Node, User: c.NATSUser, Password: c.NATSPassword, Logger: log})
+	s.Conn, err = natsbus.Connect(natsbus.Options{URL: s.NATSURL, Name: "berth-supervisor-" + c.Node, User: c.NATSUser, Password: c.NATSPassword, Logger: log})
 	if err != nil {
 		return nil, err
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"berth/pkg/bus"
+	"berth/pkg/bus/natsbus"
 	"berth/pkg/busyboxfs"
 	"berth/pkg/errdefs"
 )
@@ -163,7 +164,7 @@ func (e *env) stop() {
 func (e *env) call(area, verb string, req, resp any) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
-	return bus.Call(ctx, e.nc, bus.Command(area, node, verb), req, resp)
+	return natsbus.Call(ctx, e.nc, bus.Command(area, node, verb), req, resp)
 }
 
 func (e *env) must(area, verb string, req, resp any) {

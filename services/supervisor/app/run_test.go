@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"berth/pkg/bus"
+	"berth/pkg/bus/natsbus"
 	"berth/pkg/errdefs"
 )
 
@@ -118,7 +119,7 @@ func TestRunToCompletion(t *testing.T) {
 	rep := bus.ExitReport{ID: id, Pid: 4242, ExitCode: 3, ExitedAt: c.State.FinishedAt}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := bus.Call(ctx, e.shimConn(id), bus.Report(node, id, bus.ReportExit), rep, nil); err != nil {
+	if err := natsbus.Call(ctx, e.shimConn(id), bus.Report(node, id, bus.ReportExit), rep, nil); err != nil {
 		t.Fatalf("repeated exit report: %v", err)
 	}
 	if n := strings.Count(strings.Join(evs.actions(id), ","), "die"); n != 1 {

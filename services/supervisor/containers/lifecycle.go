@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"berth/pkg/bus"
+	"berth/pkg/bus/natsbus"
 	"berth/pkg/errdefs"
 	"berth/pkg/specconv"
 )
@@ -135,7 +136,7 @@ func (m *Manager) cleanupRun(id string) {
 func (m *Manager) shutdownShim(id string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	return bus.Call(ctx, m.cfg.Conn, m.shimSubject(id, bus.ShimShutdown), struct{}{}, nil)
+	return natsbus.Call(ctx, m.cfg.Conn, m.shimSubject(id, bus.ShimShutdown), struct{}{}, nil)
 }
 
 // Start is `docker start`.
@@ -356,7 +357,7 @@ func (m *Manager) launch(ctx context.Context, rec *bus.Container) (int, error) {
 	var callErr error
 	for attempt := 0; attempt < 20; attempt++ {
 		cctx, ccancel := context.WithTimeout(ctx, m.cfg.ShimTimeout)
-		callErr = bus.Call(cctx, m.cfg.Conn, m.shimSubject(id, bus.ShimStart), struct{}{}, &resp)
+		callErr = natsbus.Call(cctx, m.cfg.Conn, m.shimSubject(id, bus.ShimStart), struct{}{}, &resp)
 		ccancel()
 		if callErr == nil || !strings.Contains(callErr.Error(), "no responders") {
 			break
@@ -431,7 +432,7 @@ func lastLine(s string) string {
 // killShim gets rid of a shim whose container never ran.
 func (m *Manager) killShim(id string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	_ = bus.Call(ctx, m.cfg.Conn, m.shimSubject(id, bus.ShimKill), bus.ShimKillRequest{Signal: 9, All: true}, nil)
+	_ = natsbus.Call(ctx, m.cfg.Conn, m.shimSubject(id, bus.ShimKill), bus.ShimKillRequest{Signal: 9, All: true}, nil)
 	cancel()
 	_ = m.shutdownShim(id)
 	if data, err := os.ReadFile(filepath.Join(m.shimDir(id), bus.ShimPidFile)); err == nil {
@@ -549,7 +550,7 @@ func (m *Manager) signal(ctx context.Context, c *ctr, sig int) error {
 	id := c.rec.ID
 	cctx, cancel := context.WithTimeout(ctx, m.cfg.ShimTimeout)
 	defer cancel()
-	err := bus.Call(cctx, m.cfg.Conn, m.shimSubject(id, bus.ShimKill), bus.ShimKillRequest{Signal: sig}, nil)
+	err := natsbus.Call(cctx, m.cfg.Conn, m.shimSubject(id, bus.ShimKill), bus.ShimKillRequest{Signal: sig}, nil)
 	if err != nil && errdefs.Is(err, errdefs.Unavailable) && !m.shimAlive(id) {
 		m.shimGone(c)
 		return nil

@@ -59,8 +59,8 @@ type Manager struct {
 	mu        sync.Mutex
 	restoring bool // restore runs: restart policies wait for its end
 	byID      map[string]*ctr
-	names map[string]string // "/name" → ID
-	keys  map[string]string // idempotency key of the create → ID (survives restarts)
+	names     map[string]string // "/name" → ID
+	keys      map[string]string // idempotency key of the create → ID (survives restarts)
 }
 
 type ctr struct {
@@ -257,6 +257,10 @@ func (m *Manager) shimAlive(id string) bool {
 		return false
 	}
 	if i := strings.LastIndexByte(string(stat), ')'); i > 0 && len(stat) > i+2 && stat[i+2] == 'Z' {
+		return false
+	}
+	// a recycled pid: the shim runs `<shim> daemon --config <its dir>/shim.json`
+	if cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil && !strings.Contains(string(cmdline), id) {
 		return false
 	}
 	return true

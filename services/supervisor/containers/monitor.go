@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"berth/pkg/bus"
+	"berth/pkg/bus/natsbus"
 )
 
 // MonitorInterval is how often the supervisor checks that the shim of every
@@ -149,7 +150,7 @@ func (m *Manager) adopt(c *ctr) {
 		if m.cfg.Conn != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			var st bus.ShimStateResponse
-			err := bus.Call(ctx, m.cfg.Conn, m.shimSubject(id, bus.ShimState), struct{}{}, &st)
+			err := natsbus.Call(ctx, m.cfg.Conn, m.shimSubject(id, bus.ShimState), struct{}{}, &st)
 			cancel()
 			if err == nil {
 				m.mu.Lock()

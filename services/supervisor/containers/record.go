@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"berth/pkg/atomicfile"
 	"berth/pkg/bus"
 )
 
@@ -46,35 +47,9 @@ func NewID() string {
 
 // WriteFileAtomic writes data to a temporary file beside path, syncs it and
 // renames it over path, then syncs the directory: a crash leaves either the
-// old or the new content, never a torn file.
+// old or the new content, never a torn file (package atomicfile).
 func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(perm)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-		return err
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		_ = d.Sync()
-		_ = d.Close()
-	}
-	return nil
+	return atomicfile.Write(path, data, perm)
 }
 
 func writeRecord(dir string, rec *bus.Container) error {
