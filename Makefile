@@ -11,12 +11,12 @@ all: build
 
 build: $(BINARIES)
 
-$(BIN)/berth-%:
-	$(GO) build -o $@ ./services/$*
-
 # One shim runs per container: a static, stripped binary keeps its memory small.
-$(BIN)/berth-shim:
-	CGO_ENABLED=0 $(GO) build -ldflags "-s -w" -o $@ ./services/shim
+ENV_shim   := CGO_ENABLED=0
+FLAGS_shim := -ldflags "-s -w"
+
+$(BINARIES): $(BIN)/berth-%:
+	$(ENV_$*) $(GO) build $(FLAGS_$*) -o $@ ./services/$*
 
 deps:
 	@scripts/install-deps.sh

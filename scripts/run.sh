@@ -16,13 +16,18 @@ sup=$!
 # the supervisor writes apigw's bus credentials into $ROOT/auth (root only)
 bin/berth-apigw --host "$DOCKER_HOST" --nats-url "nats://$NATS_LISTEN" --nats-credentials "$ROOT/auth/apigw.json" &
 gw=$!
-stop() { kill -TERM "$gw" "$sup" 2>/dev/null || true; wait "$gw" "$sup" 2>/dev/null || true; exit 0; }
-trap stop INT TERM
+stop() { trap - EXIT; kill -TERM "$gw" "$sup" 2>/dev/null || true; wait "$gw" "$sup" 2>/dev/null || true; exit 0; }
+trap stop INT TERM EXIT
 
-for _ in $(seq 1 100); do
-  docker version >/dev/null 2>&1 && break
+up=
+for _ in $(seq 1 300); do
+  docker info >/dev/null 2>&1 && { up=1; break; } # answers once apigw has the bus
   sleep 0.1
 done
+if [ -z "$up" ]; then
+  echo "run: the API did not come up on $SOCK in 30 s" >&2
+  stop
+fi
 if ! docker image inspect busybox:latest >/dev/null 2>&1; then
   echo "run: importing busybox:latest from busybox-static"
   go run ./deploy/mkbusybox | docker import -c 'CMD ["sh"]' - busybox:latest >/dev/null
