@@ -55,7 +55,7 @@ fuzz:
 # 200 containers through create/start/stop/remove with random supervisor
 # kills and bus restarts; checks every record against reality (not in CI).
 soak: build
-	BERTH_SOAK=1 $(GO) test -count=1 -timeout 60m -run TestSoak -v ./tests/faults/
+	BERTH_SOAK=1 BERTH_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 60m -run TestSoak -v ./tests/faults/
 
 clean:
 	rm -rf $(BIN)

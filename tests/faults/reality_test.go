@@ -73,6 +73,30 @@ func realityProblems(t *testing.T, s *stack.Stack) []string {
 			}
 		}
 	}
+	// no shim runs for a container that is not running (found by command
+	// line: its state directory may be gone)
+	running := map[string]bool{}
+	for _, id := range ids {
+		if c, ok := inspectOf(t, s, id); ok && c.State.Status == "running" {
+			running[id] = true
+		}
+	}
+	procs, _ := os.ReadDir("/proc")
+	for _, p := range procs {
+		pid := atoi(p.Name())
+		if pid <= 1 {
+			continue
+		}
+		cmd, err := os.ReadFile(filepath.Join("/proc", p.Name(), "cmdline"))
+		if err != nil || !strings.Contains(string(cmd), "berth-shim") || !strings.Contains(string(cmd), s.ExecRoot+"/shims/") || !alive(pid) {
+			continue
+		}
+		rest := string(cmd)[strings.Index(string(cmd), s.ExecRoot+"/shims/")+len(s.ExecRoot+"/shims/"):]
+		id, _, _ := strings.Cut(rest, "/")
+		if !running[id] {
+			probs = append(probs, "shim "+itoa(pid)+" runs for "+id+", which is not a running container")
+		}
+	}
 	for _, dir := range []string{filepath.Join(s.Root, "containers"), filepath.Join(s.ExecRoot, "shims"), filepath.Join(s.ExecRoot, "bundles")} {
 		ents, _ := os.ReadDir(dir)
 		for _, e := range ents {

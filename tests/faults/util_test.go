@@ -29,13 +29,18 @@ func dumpLogsOnFailure(t *testing.T, s *stack.Stack) {
 		if !t.Failed() {
 			return
 		}
+		// the whole logs are kept (the stack's directory is removed)
+		keep, _ := os.MkdirTemp("", "berth-faults-logs-"+strings.ReplaceAll(t.Name(), "/", "_")+"-")
 		for _, name := range []string{"apigw", "supervisor"} {
 			b, _ := os.ReadFile(filepath.Join(filepath.Dir(s.Root), name+".log"))
+			if keep != "" {
+				_ = os.WriteFile(filepath.Join(keep, name+".log"), b, 0o600)
+			}
 			lines := strings.Split(string(b), "\n")
 			if len(lines) > 60 {
 				lines = lines[len(lines)-60:]
 			}
-			t.Logf("--- %s.log (end)\n%s", name, strings.Join(lines, "\n"))
+			t.Logf("--- %s.log (end; all of it in %s)\n%s", name, keep, strings.Join(lines, "\n"))
 		}
 	})
 }

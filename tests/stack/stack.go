@@ -335,6 +335,20 @@ func (s *Stack) Stop() {
 			}
 		}
 	}
+	// shims whose state directory is gone (a remove cut short) are found
+	// by their command line, which names their config under the exec root
+	if procs, err := os.ReadDir("/proc"); err == nil {
+		for _, p := range procs {
+			var pid int
+			if _, err := fmt.Sscan(p.Name(), &pid); err != nil || pid <= 1 || pid == os.Getpid() {
+				continue
+			}
+			if cmd, err := os.ReadFile(filepath.Join("/proc", p.Name(), "cmdline")); err == nil &&
+				bytes.Contains(cmd, []byte("berth-shim")) && bytes.Contains(cmd, []byte(s.ExecRoot+"/")) {
+				unix.Kill(pid, unix.SIGKILL)
+			}
+		}
+	}
 	for _, m := range Mounts(filepath.Dir(s.Root)) {
 		unix.Unmount(m, unix.MNT_DETACH)
 	}

@@ -183,9 +183,11 @@ func (m *Manager) restore() error {
 			m.applyExit(c, m.lostShimExit(id, c.rec.State.Pid))
 			continue
 		}
-		if m.shimAlive(id) {
-			// a start cut short by a crash: the shim exists but the record
-			// never said running (settled once the shim is back on the bus)
+		_, scErr := os.Stat(filepath.Join(m.shimDir(id), bus.ShimConfigFile))
+		if m.shimAlive(id) || (c.rec.State.Status == "created" && scErr == nil) {
+			// a start cut short by a crash: the shim exists (or is being
+			// spawned) but the record never said running (settled once
+			// the shim is back on the bus, or seen dead for a while)
 			adopt = append(adopt, c)
 			continue
 		}
@@ -696,7 +698,11 @@ func (m *Manager) removeLocked(c *ctr) error {
 	shimDone := make(chan struct{})
 	go func() {
 		defer close(shimDone)
-		_ = m.shutdownShim(id)
+		if err := m.shutdownShim(id); err != nil && m.shimAlive(id) {
+			// a shim out of reach (the bus away, or it not back on it
+			// yet) would outlive the removal, its credentials gone
+			m.killShimProcess(id)
+		}
 		m.log.Debug("remove: the shim is gone", "id", id)
 		if err := os.RemoveAll(m.shimDir(id)); err != nil {
 			m.log.Warn("removing shim state", "id", id, "err", err)

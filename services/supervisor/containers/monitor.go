@@ -98,6 +98,9 @@ func processAlive(pid int) bool {
 // to a restarted embedded NATS within a second or so).
 const adoptTimeout = 15 * time.Second
 
+// adoptSpawnGrace is how long a shim that does not run (yet) is waited for.
+const adoptSpawnGrace = 3 * time.Second
+
 // adoptAll settles, after a restore, the containers whose record does not
 // say running but whose shim lives: each is adopted (started) or shut down
 // (merely created) once its shim answers; a shim that never answers is
@@ -123,6 +126,7 @@ func (m *Manager) adopt(c *ctr) {
 		m.mu.Unlock()
 	}()
 	deadline := time.Now().Add(adoptTimeout)
+	var deadSince time.Time
 	for {
 		m.mu.Lock()
 		done := c.removed || isRunningState(c.rec.State.Status)
@@ -136,17 +140,27 @@ func (m *Manager) adopt(c *ctr) {
 				pending = &rep
 			}
 		}
-		if pending != nil || !m.shimAlive(id) {
-			if pending != nil {
-				// it ran, and has ended
-				m.settleAdopted(c, bus.ShimStateResponse{Pid: pending.Pid, Status: "stopped"}, pending)
-				return
+		if pending != nil {
+			// it ran, and has ended
+			m.settleAdopted(c, bus.ShimStateResponse{Pid: pending.Pid, Status: "stopped"}, pending)
+			return
+		}
+		if !m.shimAlive(id) {
+			// a shim being spawned when the supervisor died writes its
+			// pid file only once it runs: give it a moment
+			if deadSince.IsZero() {
+				deadSince = time.Now()
+			}
+			if time.Since(deadSince) < adoptSpawnGrace {
+				time.Sleep(250 * time.Millisecond)
+				continue
 			}
 			m.runtimeDelete(id)
 			m.cleanupRun(id)
 			m.removeFailedAutoRemove(c)
 			return
 		}
+		deadSince = time.Time{}
 		if m.cfg.Conn != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			var st bus.ShimStateResponse
@@ -233,11 +247,7 @@ func (m *Manager) sweepOrphans() {
 				continue
 			}
 			m.log.Warn("restore: removing what is left of a removed container", "id", id)
-			if b, err := os.ReadFile(filepath.Join(m.shimDir(id), bus.ShimPidFile)); err == nil {
-				if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 && m.shimAlive(id) {
-					_ = unix.Kill(pid, unix.SIGKILL)
-				}
-			}
+			m.killShimProcess(id)
 			m.runtimeDelete(id)
 			m.cleanupRun(id)
 			if err := os.RemoveAll(m.shimDir(id)); err != nil {
@@ -245,4 +255,23 @@ func (m *Manager) sweepOrphans() {
 			}
 		}
 	}
+}
+
+// killShimProcess kills the shim of id by its pid (it does not answer on
+// the bus) and deletes what it leaves of its container through the runtime.
+func (m *Manager) killShimProcess(id string) {
+	b, err := os.ReadFile(filepath.Join(m.shimDir(id), bus.ShimPidFile))
+	if err != nil {
+		return
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 || !m.shimAlive(id) {
+		return
+	}
+	m.log.Warn("killing a shim out of reach on the bus", "id", id, "pid", pid)
+	_ = unix.Kill(pid, unix.SIGKILL)
+	for i := 0; i < 40 && processAlive(pid); i++ {
+		time.Sleep(50 * time.Millisecond)
+	}
+	m.runtimeDelete(id)
 }
