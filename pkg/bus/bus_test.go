@@ -34,8 +34,8 @@ func TestSubjects(t *testing.T) {
 }
 
 func TestReplyRoundTrip(t *testing.T) {
-	var got CreateResponse
-	if err := DecodeReply(EncodeReply(CreateResponse{ID: "x"}, nil), &got); err != nil || got.ID != "x" {
+	var got ShimStartResponse
+	if err := DecodeReply(EncodeReply(ShimStartResponse{Pid: 7}, nil), &got); err != nil || got.Pid != 7 {
 		t.Fatalf("%v %+v", err, got)
 	}
 	err := DecodeReply(EncodeReply(nil, errdefs.NoSuchContainer("c1")), nil)
@@ -54,15 +54,15 @@ func TestReplyRoundTrip(t *testing.T) {
 // FuzzDecode feeds arbitrary bytes to the bus decoders: they must return an
 // error or a value, never panic.
 func FuzzDecode(f *testing.F) {
-	f.Add([]byte(`{"key":"k","name":"x","config":{"Image":"busybox"}}`))
+	f.Add([]byte(`{"key":"k","id":"x","timeout":3}`))
 	f.Add([]byte(`{"error":{"kind":"not_found","message":"m"}}`))
 	f.Add([]byte(`{"data":123}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		var c CreateRequest
+		var c StopRequest
 		_ = Decode(data, &c)
 		var r ExitReport
 		_ = Decode(data, &r)
-		var resp CreateResponse
+		var resp ShimStateResponse
 		_ = DecodeReply(data, &resp)
 	})
 }
@@ -78,7 +78,7 @@ func FuzzMessages(f *testing.F) {
 		for _, v := range []any{
 			&ShimConfig{}, &ShimReady{}, &ShimKillRequest{}, &ShimResizeRequest{}, &ShimStateResponse{},
 			&StopRequest{}, &KillRequest{}, &RemoveRequest{}, &RenameRequest{}, &LogsRequest{}, &LogChunk{},
-			&PruneRequest{}, &ImageImportRequest{}, &ImageTagRequest{}, &Event{}, &Container{}, &Credentials{},
+			&PruneRequest{}, &ImageImportRequest{}, &ImageTagRequest{}, &Event{}, &Credentials{},
 		} {
 			_ = Decode(data, v)
 		}

@@ -4,16 +4,13 @@ import (
 	"encoding/json"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/network"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-
 	"berth/pkg/errdefs"
 )
 
-// Messages are JSON. Docker's own config types (container.Config,
-// HostConfig) travel unchanged: they are the lingua franca of every client,
-// and translating them twice would only lose fields.
+// Messages are JSON. Those that carry Docker's own config types
+// (container.Config, HostConfig, the image config) are in pkg/bus/dockermsg:
+// those types travel unchanged, being the lingua franca of every client, but
+// this package, linked by every shim, must not import them.
 
 // Reply wraps every answer to a request: either Error or Data.
 type Reply struct {
@@ -38,21 +35,6 @@ type Meta struct {
 type IDRequest struct {
 	Meta
 	ID string `json:"id"`
-}
-
-// CreateRequest is POST /containers/create.
-type CreateRequest struct {
-	Meta
-	Name             string                    `json:"name,omitempty"`
-	Config           *container.Config         `json:"config"`
-	HostConfig       *container.HostConfig     `json:"hostConfig,omitempty"`
-	NetworkingConfig *network.NetworkingConfig `json:"networkingConfig,omitempty"`
-}
-
-// CreateResponse answers CreateRequest.
-type CreateResponse struct {
-	ID       string   `json:"id"`
-	Warnings []string `json:"warnings"`
 }
 
 // StopRequest is POST /containers/{id}/stop and /restart. Timeout nil means
@@ -130,67 +112,6 @@ type LogChunk struct {
 	Entries []LogEntry `json:"entries,omitempty"`
 	EOF     bool       `json:"eof,omitempty"`
 	Error   string     `json:"error,omitempty"`
-}
-
-// State is a container's state as Docker's inspect shows it.
-type State struct {
-	Status     string    `json:"status"` // created running paused restarting removing exited dead
-	Running    bool      `json:"running"`
-	Paused     bool      `json:"paused"`
-	Restarting bool      `json:"restarting"`
-	OOMKilled  bool      `json:"oomKilled"`
-	Dead       bool      `json:"dead"`
-	Pid        int       `json:"pid"`
-	ExitCode   int       `json:"exitCode"`
-	Error      string    `json:"error"`
-	StartedAt  time.Time `json:"startedAt"`
-	FinishedAt time.Time `json:"finishedAt"`
-}
-
-// Container is the supervisor's record of a container, as apigw reads it to
-// answer inspect and list.
-type Container struct {
-	ID           string                `json:"id"`
-	Name         string                `json:"name"` // with Docker's leading "/"
-	Created      time.Time             `json:"created"`
-	Path         string                `json:"path"`
-	Args         []string              `json:"args"`
-	Config       *container.Config     `json:"config"`
-	HostConfig   *container.HostConfig `json:"hostConfig"`
-	Image        string                `json:"image"` // image ID, sha256:…
-	State        State                 `json:"state"`
-	RestartCount int                   `json:"restartCount"`
-	LogPath      string                `json:"logPath"`
-	Driver       string                `json:"driver"`
-	BundlePath   string                `json:"bundlePath"`
-	RootfsPath   string                `json:"rootfsPath"`
-	SizeRw       int64                 `json:"sizeRw,omitempty"`
-	// Files bind-mounted over the container's /etc/hostname, /etc/hosts and
-	// /etc/resolv.conf (written at start, under the container's directory).
-	HostnamePath   string `json:"hostnamePath,omitempty"`
-	HostsPath      string `json:"hostsPath,omitempty"`
-	ResolvConfPath string `json:"resolvConfPath,omitempty"`
-	// HasBeenManuallyStopped: stopped or killed by a user, so the restart
-	// policy does not bring it back (kept across supervisor restarts, which
-	// matters for unless-stopped).
-	HasBeenManuallyStopped bool `json:"hasBeenManuallyStopped,omitempty"`
-}
-
-// Image is the supervisor's record of an image.
-type Image struct {
-	ID           string              `json:"id"` // sha256:… of the config
-	RepoTags     []string            `json:"repoTags"`
-	RepoDigests  []string            `json:"repoDigests"`
-	Created      time.Time           `json:"created"`
-	Size         int64               `json:"size"`
-	Architecture string              `json:"architecture"`
-	OS           string              `json:"os"`
-	Author       string              `json:"author,omitempty"`
-	Comment      string              `json:"comment,omitempty"`
-	Config       ocispec.ImageConfig `json:"config"`
-	RootFS       ocispec.RootFS      `json:"rootfs"`
-	History      []ocispec.History   `json:"history,omitempty"`
-	Containers   int                 `json:"containers"` // containers using it
 }
 
 // ImageRequest names one image (ID, ID prefix, name or name:tag).

@@ -1,5 +1,5 @@
 // Package image is berth's image store, owned by the supervisor. An image is
-// a config (bus.Image, identified by the sha256 of its OCI config) plus an
+// a config (dockermsg.Image, identified by the sha256 of its OCI config) plus an
 // ordered list of layers; a layer is a plain directory named by the digest of
 // its uncompressed tar (its diffID) under <root>/images/layers/, so that a
 // container's root filesystem is an overlayfs with the image's layer
@@ -8,7 +8,7 @@
 // Layout under <root>/images:
 //
 //	layers/<diffid-hex>/      extracted layer
-//	configs/<id-hex>.json     the image record (bus.Image without tags)
+//	configs/<id-hex>.json     the image record (dockermsg.Image without tags)
 //	repositories.json         familiar "name:tag" → image ID
 package image
 
@@ -34,6 +34,7 @@ import (
 
 	"berth/pkg/atomicfile"
 	"berth/pkg/bus"
+	"berth/pkg/bus/dockermsg"
 	"berth/pkg/errdefs"
 )
 
@@ -58,13 +59,13 @@ type Store struct {
 	hooks Hooks
 
 	mu     sync.RWMutex
-	images map[string]*bus.Image // by ID
-	repos  map[string]string     // familiar name:tag → ID
+	images map[string]*dockermsg.Image // by ID
+	repos  map[string]string           // familiar name:tag → ID
 }
 
 // Open loads (or creates) the store under dir (<root>/images).
 func Open(dir string, hooks Hooks) (*Store, error) {
-	s := &Store{dir: dir, hooks: hooks, images: map[string]*bus.Image{}, repos: map[string]string{}}
+	s := &Store{dir: dir, hooks: hooks, images: map[string]*dockermsg.Image{}, repos: map[string]string{}}
 	for _, d := range []string{"layers", "configs", "tmp"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
 			return nil, err
@@ -88,7 +89,7 @@ func Open(dir string, hooks Hooks) (*Store, error) {
 		if err != nil {
 			return nil, err
 		}
-		var img bus.Image
+		var img dockermsg.Image
 		if err := json.Unmarshal(data, &img); err != nil {
 			return nil, fmt.Errorf("image record %s: %w", e.Name(), err)
 		}
@@ -125,7 +126,7 @@ func (s *Store) LayerDir(diffID string) string {
 }
 
 // LayerDirs are the layer directories of image id, lowest first.
-func (s *Store) LayerDirs(img *bus.Image) []string {
+func (s *Store) LayerDirs(img *dockermsg.Image) []string {
 	var out []string
 	for _, d := range img.RootFS.DiffIDs {
 		out = append(out, s.LayerDir(d.String()))
@@ -144,7 +145,7 @@ type ImportOptions struct {
 // Import reads a root filesystem tarball (plain, gzip or bzip2) into a new
 // single-layer image, applies the changes and tags it repo:tag when a repo is
 // given. A failed import leaves nothing behind.
-func (s *Store) Import(r io.Reader, o ImportOptions) (*bus.Image, error) {
+func (s *Store) Import(r io.Reader, o ImportOptions) (*dockermsg.Image, error) {
 	var cfg ocispec.ImageConfig
 	if err := ApplyChanges(&cfg, o.Changes); err != nil {
 		return nil, err
@@ -204,7 +205,7 @@ func (s *Store) Import(r io.Reader, o ImportOptions) (*bus.Image, error) {
 		return nil, err
 	}
 	id := "sha256:" + hexSum(sha256.New(), raw)
-	img := &bus.Image{
+	img := &dockermsg.Image{
 		ID:           id,
 		Created:      now,
 		Size:         stats.Size,
@@ -251,7 +252,7 @@ func hexSum(h hash.Hash, b []byte) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-func (s *Store) writeImage(img *bus.Image) error {
+func (s *Store) writeImage(img *dockermsg.Image) error {
 	data, err := json.MarshalIndent(img, "", "  ")
 	if err != nil {
 		return err
@@ -282,7 +283,7 @@ func (s *Store) emit(action, id string, attrs map[string]string) {
 }
 
 // view is a copy of img with its tags and container count filled in.
-func (s *Store) view(img *bus.Image) *bus.Image {
+func (s *Store) view(img *dockermsg.Image) *dockermsg.Image {
 	c := *img
 	c.RepoTags = s.tagsOf(img.ID)
 	c.RepoDigests = []string{}
@@ -305,7 +306,7 @@ func (s *Store) tagsOf(id string) []string {
 
 // resolveLocked finds the image ref names: a name[:tag], a full ID or a
 // unique ID prefix.
-func (s *Store) resolveLocked(ref string) (*bus.Image, error) {
+func (s *Store) resolveLocked(ref string) (*dockermsg.Image, error) {
 	if ref == "" {
 		return nil, errdefs.NoSuchImage(ref)
 	}
@@ -315,7 +316,7 @@ func (s *Store) resolveLocked(ref string) (*bus.Image, error) {
 		}
 	}
 	if hexRef.MatchString(ref) {
-		var found *bus.Image
+		var found *dockermsg.Image
 		for id, img := range s.images {
 			if isIDPrefix(id, ref) {
 				if found != nil {
@@ -332,7 +333,7 @@ func (s *Store) resolveLocked(ref string) (*bus.Image, error) {
 }
 
 // Get resolves ref (name[:tag], ID or ID prefix) to an image.
-func (s *Store) Get(ref string) (*bus.Image, error) {
+func (s *Store) Get(ref string) (*dockermsg.Image, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	img, err := s.resolveLocked(ref)
@@ -343,10 +344,10 @@ func (s *Store) Get(ref string) (*bus.Image, error) {
 }
 
 // List returns every image, newest first.
-func (s *Store) List() []*bus.Image {
+func (s *Store) List() []*dockermsg.Image {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	out := make([]*bus.Image, 0, len(s.images))
+	out := make([]*dockermsg.Image, 0, len(s.images))
 	for _, img := range s.images {
 		out = append(out, s.view(img))
 	}
@@ -504,7 +505,7 @@ func (s *Store) untagLocked(ref string) error {
 }
 
 // removeUnusedLayersLocked deletes img's layer directories no other image uses.
-func (s *Store) removeUnusedLayersLocked(img *bus.Image) {
+func (s *Store) removeUnusedLayersLocked(img *dockermsg.Image) {
 	for _, d := range img.RootFS.DiffIDs {
 		used := false
 		for _, other := range s.images {

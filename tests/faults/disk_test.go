@@ -9,18 +9,18 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"berth/pkg/bus"
+	"berth/pkg/bus/dockermsg"
 	"berth/tests/stack"
 )
 
 // record reads a container's record straight from disk.
-func record(t *testing.T, s *stack.Stack, id string) bus.Container {
+func record(t *testing.T, s *stack.Stack, id string) dockermsg.Container {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(s.Root, "containers", id, "container.json"))
 	if err != nil {
 		t.Fatalf("record of %s: %v", id, err)
 	}
-	var c bus.Container
+	var c dockermsg.Container
 	if err := json.Unmarshal(b, &c); err != nil {
 		t.Fatalf("record of %s is corrupt: %v: %q", id, err, b)
 	}

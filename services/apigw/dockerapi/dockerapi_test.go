@@ -14,6 +14,7 @@ import (
 	"github.com/docker/docker/api/types/filters"
 
 	"berth/pkg/bus"
+	"berth/pkg/bus/dockermsg"
 	"berth/pkg/errdefs"
 )
 
@@ -156,15 +157,15 @@ func TestQueryHelpers(t *testing.T) {
 	}
 }
 
-func rec(id, name, status string, created time.Time, labels map[string]string, image string) bus.Container {
-	return bus.Container{
+func rec(id, name, status string, created time.Time, labels map[string]string, image string) dockermsg.Container {
+	return dockermsg.Container{
 		ID: id, Name: "/" + name, Created: created, Image: "sha256:" + id + "img",
 		Config: &container.Config{Image: image, Labels: labels},
-		State:  bus.State{Status: status, Running: status == "running"},
+		State:  dockermsg.State{Status: status, Running: status == "running"},
 	}
 }
 
-func names(cs []bus.Container) string {
+func names(cs []dockermsg.Container) string {
 	var out []string
 	for _, c := range cs {
 		out = append(out, strings.TrimPrefix(c.Name, "/"))
@@ -174,7 +175,7 @@ func names(cs []bus.Container) string {
 
 func TestFilterContainers(t *testing.T) {
 	t0 := time.Now()
-	all := []bus.Container{
+	all := []dockermsg.Container{
 		rec("aaa111", "web", "running", t0, map[string]string{"app": "web", "tier": "front"}, "busybox"),
 		rec("bbb222", "db", "exited", t0.Add(time.Second), map[string]string{"app": "db"}, "postgres:16"),
 		rec("ccc333", "web-old", "created", t0.Add(2*time.Second), nil, "docker.io/library/busybox:latest"),
@@ -218,7 +219,7 @@ func TestFilterContainers(t *testing.T) {
 			t.Errorf("%s: %v", c.name, err)
 			continue
 		}
-		cs := append([]bus.Container(nil), all...)
+		cs := append([]dockermsg.Container(nil), all...)
 		if got := names(FilterContainers(cs, o)); got != c.want {
 			t.Errorf("%s: %q, want %q", c.name, got, c.want)
 		}
@@ -280,11 +281,11 @@ func TestMatchEvent(t *testing.T) {
 
 func TestContainerMapping(t *testing.T) {
 	now := time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
-	c := bus.Container{
+	c := dockermsg.Container{
 		ID: "abc", Name: "web", Created: now.Add(-time.Hour), Path: "sh", Args: []string{"-c", "sleep 9"},
 		Config: &container.Config{Image: "busybox", Tty: true, Labels: map[string]string{"a": "b"}},
 		Image:  "sha256:img", LogPath: "/l",
-		State: bus.State{Status: "running", Running: true, Pid: 7, StartedAt: now.Add(-3 * time.Second)},
+		State: dockermsg.State{Status: "running", Running: true, Pid: 7, StartedAt: now.Add(-3 * time.Second)},
 	}
 	ins := ContainerInspect(&c)
 	data, _ := json.Marshal(ins)
@@ -303,14 +304,14 @@ func TestContainerMapping(t *testing.T) {
 		t.Fatalf("summary: %+v", s)
 	}
 	for _, c := range []struct {
-		st   bus.State
+		st   dockermsg.State
 		want string
 	}{
-		{bus.State{Status: "created"}, "Created"},
-		{bus.State{Status: "exited", ExitCode: 137, StartedAt: now.Add(-time.Hour), FinishedAt: now.Add(-2 * time.Minute)}, "Exited (137) 2 minutes ago"},
-		{bus.State{Status: "running", Running: true, Paused: true, StartedAt: now.Add(-time.Minute)}, "Up About a minute (Paused)"},
-		{bus.State{Status: "dead", Dead: true}, "Dead"},
-		{bus.State{Status: "removing", StartedAt: now}, "Removal In Progress"},
+		{dockermsg.State{Status: "created"}, "Created"},
+		{dockermsg.State{Status: "exited", ExitCode: 137, StartedAt: now.Add(-time.Hour), FinishedAt: now.Add(-2 * time.Minute)}, "Exited (137) 2 minutes ago"},
+		{dockermsg.State{Status: "running", Running: true, Paused: true, StartedAt: now.Add(-time.Minute)}, "Up About a minute (Paused)"},
+		{dockermsg.State{Status: "dead", Dead: true}, "Dead"},
+		{dockermsg.State{Status: "removing", StartedAt: now}, "Removal In Progress"},
 	} {
 		if got := StatusString(c.st, now); got != c.want {
 			t.Errorf("status %+v: %q, want %q", c.st, got, c.want)
@@ -319,7 +320,7 @@ func TestContainerMapping(t *testing.T) {
 }
 
 func TestImageMapping(t *testing.T) {
-	im := bus.Image{ID: "sha256:x", Created: time.Unix(1000, 0)}
+	im := dockermsg.Image{ID: "sha256:x", Created: time.Unix(1000, 0)}
 	s := ImageSummary(&im)
 	if s.RepoTags == nil || s.RepoDigests == nil || s.Labels == nil || s.Created != 1000 {
 		t.Fatalf("summary: %+v", s)

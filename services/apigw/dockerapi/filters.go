@@ -7,7 +7,7 @@ import (
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
 
-	"berth/pkg/bus"
+	"berth/pkg/bus/dockermsg"
 	"berth/pkg/errdefs"
 )
 
@@ -52,9 +52,9 @@ func ValidateListFilters(o *ListOptions) error {
 
 // FilterContainers applies all, filters and limit to the supervisor's
 // records, newest first, like dockerd's list.
-func FilterContainers(cs []bus.Container, o ListOptions) []bus.Container {
+func FilterContainers(cs []dockermsg.Container, o ListOptions) []dockermsg.Container {
 	SortContainers(cs)
-	out := make([]bus.Container, 0, len(cs))
+	out := make([]dockermsg.Container, 0, len(cs))
 	for i := range cs {
 		if o.Limit > 0 && len(out) >= o.Limit {
 			break
@@ -67,7 +67,7 @@ func FilterContainers(cs []bus.Container, o ListOptions) []bus.Container {
 }
 
 // MatchContainer says whether one record passes the list options.
-func MatchContainer(c *bus.Container, o ListOptions) bool {
+func MatchContainer(c *dockermsg.Container, o ListOptions) bool {
 	f := o.Filters
 	if !c.State.Running && !o.All && o.Limit <= 0 {
 		return false
@@ -95,7 +95,7 @@ func MatchContainer(c *bus.Container, o ListOptions) bool {
 	return true
 }
 
-func matchAncestor(c *bus.Container, values []string, ids map[string]bool) bool {
+func matchAncestor(c *dockermsg.Container, values []string, ids map[string]bool) bool {
 	if ids[c.Image] {
 		return true
 	}

@@ -7,7 +7,7 @@ import (
 
 	"github.com/docker/docker/api/types/events"
 
-	"berth/pkg/bus"
+	"berth/pkg/bus/dockermsg"
 	"berth/pkg/errdefs"
 )
 
@@ -51,7 +51,7 @@ func FuzzFilters(f *testing.F) {
 		if ValidateListFilters(&o) != nil {
 			return
 		}
-		cs := []bus.Container{rec("abc", "web", "running", time.Now(), map[string]string{"a": "b"}, "busybox")}
+		cs := []dockermsg.Container{rec("abc", "web", "running", time.Now(), map[string]string{"a": "b"}, "busybox")}
 		FilterContainers(cs, o)
 	})
 }

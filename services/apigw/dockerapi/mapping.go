@@ -17,6 +17,7 @@ import (
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 
 	"berth/pkg/bus"
+	"berth/pkg/bus/dockermsg"
 )
 
 // TimestampFormat is Docker's fixed-width RFC3339Nano used for log timestamps.
@@ -30,7 +31,7 @@ func formatTime(t time.Time) string {
 }
 
 // ContainerName returns a record's name with Docker's leading slash.
-func ContainerName(c *bus.Container) string {
+func ContainerName(c *dockermsg.Container) string {
 	if strings.HasPrefix(c.Name, "/") {
 		return c.Name
 	}
@@ -38,10 +39,10 @@ func ContainerName(c *bus.Container) string {
 }
 
 // Tty reports whether the container was created with a terminal.
-func Tty(c *bus.Container) bool { return c.Config != nil && c.Config.Tty }
+func Tty(c *dockermsg.Container) bool { return c.Config != nil && c.Config.Tty }
 
 // ContainerInspect maps a record to GET /containers/{id}/json.
-func ContainerInspect(c *bus.Container) container.InspectResponse {
+func ContainerInspect(c *dockermsg.Container) container.InspectResponse {
 	hc := c.HostConfig
 	if hc == nil {
 		hc = &container.HostConfig{}
@@ -105,7 +106,7 @@ func ContainerInspect(c *bus.Container) container.InspectResponse {
 }
 
 // StatusString is the human status of `docker ps` ("Up 3 seconds", "Exited (0) 2 minutes ago").
-func StatusString(s bus.State, now time.Time) string {
+func StatusString(s dockermsg.State, now time.Time) string {
 	switch {
 	case s.Running && s.Paused:
 		return fmt.Sprintf("Up %s (Paused)", units.HumanDuration(now.Sub(s.StartedAt)))
@@ -126,7 +127,7 @@ func StatusString(s bus.State, now time.Time) string {
 }
 
 // Command is `docker ps`'s COMMAND column.
-func Command(c *bus.Container) string {
+func Command(c *dockermsg.Container) string {
 	if len(c.Args) == 0 {
 		return c.Path
 	}
@@ -134,7 +135,7 @@ func Command(c *bus.Container) string {
 }
 
 // ContainerSummary maps a record to one entry of GET /containers/json.
-func ContainerSummary(c *bus.Container, now time.Time) container.Summary {
+func ContainerSummary(c *dockermsg.Container, now time.Time) container.Summary {
 	var labels map[string]string
 	imageName := c.Image
 	if c.Config != nil {
@@ -172,7 +173,7 @@ func ContainerSummary(c *bus.Container, now time.Time) container.Summary {
 }
 
 // SortContainers orders records like Docker's list: newest first.
-func SortContainers(cs []bus.Container) {
+func SortContainers(cs []dockermsg.Container) {
 	sort.SliceStable(cs, func(i, j int) bool { return cs[i].Created.After(cs[j].Created) })
 }
 
@@ -184,7 +185,7 @@ func nonNil(s []string) []string {
 }
 
 // ImageSummary maps an image record to one entry of GET /images/json.
-func ImageSummary(im *bus.Image) image.Summary {
+func ImageSummary(im *dockermsg.Image) image.Summary {
 	labels := im.Config.Labels
 	if labels == nil {
 		labels = map[string]string{}
@@ -202,7 +203,7 @@ func ImageSummary(im *bus.Image) image.Summary {
 }
 
 // ImageInspect maps an image record to GET /images/{name}/json.
-func ImageInspect(im *bus.Image) image.InspectResponse {
+func ImageInspect(im *dockermsg.Image) image.InspectResponse {
 	layers := make([]string, 0, len(im.RootFS.DiffIDs))
 	for _, d := range im.RootFS.DiffIDs {
 		layers = append(layers, d.String())

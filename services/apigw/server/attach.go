@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"berth/pkg/bus"
+	"berth/pkg/bus/dockermsg"
 	"berth/pkg/errdefs"
 	"berth/services/apigw/dockerapi"
 )
@@ -301,7 +302,7 @@ func (a *attachSession) onEvent(m *nats.Msg) {
 // container's die event.
 const attachDieGrace = 2 * time.Second
 
-func (s *Server) watchAttach(c *bus.Container) *attachSession {
+func (s *Server) watchAttach(c *dockermsg.Container) *attachSession {
 	a := &attachSession{id: c.ID, name: strings.TrimPrefix(c.Name, "/"), ended: make(chan struct{})}
 	s.mu.Lock()
 	s.attaches[a] = struct{}{}

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"berth/pkg/bus"
+	"berth/pkg/bus/dockermsg"
 	"berth/pkg/errdefs"
 	"berth/services/apigw/dockerapi"
 )
@@ -65,14 +66,14 @@ func (s *Server) containerCreate(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	req := bus.CreateRequest{
+	req := dockermsg.CreateRequest{
 		Meta:             newKey(),
 		Name:             name,
 		Config:           body.Config,
 		HostConfig:       body.HostConfig,
 		NetworkingConfig: body.NetworkingConfig,
 	}
-	var resp bus.CreateResponse
+	var resp dockermsg.CreateResponse
 	if err := s.call(r, bus.AreaContainers, bus.VerbCreate, req, &resp); err != nil {
 		s.fail(w, r, err)
 		return
@@ -84,8 +85,8 @@ func (s *Server) containerCreate(w http.ResponseWriter, r *http.Request) {
 }
 
 // inspect asks the supervisor for one container's record.
-func (s *Server) inspect(r *http.Request, ref string) (*bus.Container, error) {
-	var c bus.Container
+func (s *Server) inspect(r *http.Request, ref string) (*dockermsg.Container, error) {
+	var c dockermsg.Container
 	if err := s.call(r, bus.AreaContainers, bus.VerbInspect, bus.IDRequest{ID: ref}, &c); err != nil {
 		return nil, err
 	}
@@ -125,7 +126,7 @@ func (s *Server) containerList(w http.ResponseWriter, r *http.Request) {
 	if f.Contains("ancestor") {
 		opts.AncestorIDs = map[string]bool{}
 		for _, ref := range f.Get("ancestor") {
-			var im bus.Image
+			var im dockermsg.Image
 			err := s.call(r, bus.AreaImages, bus.VerbImageInspect, bus.ImageRequest{Name: ref}, &im)
 			switch {
 			case err == nil:
@@ -137,7 +138,7 @@ func (s *Server) containerList(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	var records []bus.Container
+	var records []dockermsg.Container
 	if err := s.call(r, bus.AreaContainers, bus.VerbList, bus.ListRequest{All: opts.All || opts.Limit > 0}, &records); err != nil {
 		s.fail(w, r, err)
 		return

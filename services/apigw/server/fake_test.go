@@ -18,6 +18,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"berth/pkg/bus"
+	"berth/pkg/bus/dockermsg"
 	"berth/pkg/errdefs"
 )
 
@@ -32,7 +33,7 @@ type fakeSupervisor struct {
 
 	mu         sync.Mutex
 	containers map[string]*fakeCtr
-	images     []bus.Image
+	images     []dockermsg.Image
 	logs       map[string][]bus.LogEntry
 	imports    map[string][]byte // object name → tarball read from the store
 	calls      map[string]int    // verb → count
@@ -40,7 +41,7 @@ type fakeSupervisor struct {
 }
 
 type fakeCtr struct {
-	rec   bus.Container
+	rec   dockermsg.Container
 	stop  chan int // exit code to die with
 	stdin *nats.Subscription
 }
@@ -57,7 +58,7 @@ func newFakeSupervisor(t *testing.T, url, node string) *fakeSupervisor {
 		containers: map[string]*fakeCtr{}, logs: map[string][]bus.LogEntry{},
 		imports: map[string][]byte{}, calls: map[string]int{}, keys: map[string]bool{},
 	}
-	f.images = []bus.Image{{
+	f.images = []dockermsg.Image{{
 		ID:           "sha256:" + strings.Repeat("ab", 32),
 		RepoTags:     []string{"busybox:latest"},
 		Created:      time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC),
@@ -101,7 +102,7 @@ func (f *fakeSupervisor) dispatch(area, verb string, data []byte) (any, error) {
 		defer f.mu.Unlock()
 		return bus.Info{ID: "fake", Name: "fakehost", Containers: len(f.containers), Images: len(f.images), Driver: "overlay2", CgroupVersion: "2", NCPU: 2, MemTotal: 1 << 30, RootDir: "/var/lib/berth"}, nil
 	case "containers.create":
-		var req bus.CreateRequest
+		var req dockermsg.CreateRequest
 		if err := bus.Decode(data, &req); err != nil {
 			return nil, err
 		}
@@ -123,7 +124,7 @@ func (f *fakeSupervisor) dispatch(area, verb string, data []byte) (any, error) {
 		_ = bus.Decode(data, &req)
 		f.mu.Lock()
 		defer f.mu.Unlock()
-		out := []bus.Container{}
+		out := []dockermsg.Container{}
 		for _, c := range f.containers {
 			out = append(out, c.rec)
 		}
@@ -271,7 +272,7 @@ func (f *fakeSupervisor) dispatch(area, verb string, data []byte) (any, error) {
 		id := "sha256:" + digest.FromBytes(tar).Encoded()
 		f.mu.Lock()
 		f.imports[req.Object] = tar
-		im := bus.Image{ID: id, Created: time.Now(), Size: int64(len(tar)), OS: "linux", Architecture: "amd64", Comment: req.Message}
+		im := dockermsg.Image{ID: id, Created: time.Now(), Size: int64(len(tar)), OS: "linux", Architecture: "amd64", Comment: req.Message}
 		if req.Repo != "" {
 			im.RepoTags = []string{req.Repo + ":" + req.Tag}
 		}
@@ -287,7 +288,7 @@ func (f *fakeSupervisor) dispatch(area, verb string, data []byte) (any, error) {
 	return nil, errdefs.New(errdefs.NotImplemented, "fake supervisor: %s.%s not implemented", area, verb)
 }
 
-func (f *fakeSupervisor) findImage(ref string) *bus.Image {
+func (f *fakeSupervisor) findImage(ref string) *dockermsg.Image {
 	for i := range f.images {
 		im := &f.images[i]
 		if im.ID == ref || strings.HasPrefix(strings.TrimPrefix(im.ID, "sha256:"), ref) {
@@ -320,7 +321,7 @@ func (f *fakeSupervisor) find(ref string) (*fakeCtr, error) {
 	return nil, errdefs.NoSuchContainer(ref)
 }
 
-func (f *fakeSupervisor) create(req bus.CreateRequest) (any, error) {
+func (f *fakeSupervisor) create(req dockermsg.CreateRequest) (any, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if req.Key == "" {
@@ -354,19 +355,19 @@ func (f *fakeSupervisor) create(req bus.CreateRequest) (any, error) {
 	} else if len(req.Config.Entrypoint) == 0 {
 		cmd = append(cmd, im.Config.Cmd...)
 	}
-	rec := bus.Container{
+	rec := dockermsg.Container{
 		ID: id, Name: "/" + name, Created: time.Now(), Path: cmd[0], Args: cmd[1:],
 		Config: req.Config, HostConfig: req.HostConfig, Image: im.ID,
-		State:   bus.State{Status: container.StateCreated},
+		State:   dockermsg.State{Status: container.StateCreated},
 		LogPath: "/var/lib/berth/containers/" + id + "/" + id + "-json.log", Driver: "overlay2",
 	}
 	f.containers[id] = &fakeCtr{rec: rec}
 	f.event("create", &rec, nil)
-	return bus.CreateResponse{ID: id}, nil
+	return dockermsg.CreateResponse{ID: id}, nil
 }
 
 // event publishes a container event to JetStream; f.mu may be held.
-func (f *fakeSupervisor) event(action string, rec *bus.Container, extra map[string]string) {
+func (f *fakeSupervisor) event(action string, rec *dockermsg.Container, extra map[string]string) {
 	attrs := map[string]string{"name": strings.TrimPrefix(rec.Name, "/"), "image": rec.Config.Image}
 	for k, v := range rec.Config.Labels {
 		attrs[k] = v
@@ -413,7 +414,7 @@ func (f *fakeSupervisor) start(ref string) error {
 		return errdefs.New(errdefs.InvalidParameter, "failed to create task for container: exec: %q: stat %s: no such file or directory: unknown", c.rec.Path, c.rec.Path)
 	}
 	c.stop = make(chan int, 1)
-	c.rec.State = bus.State{Status: container.StateRunning, Running: true, Pid: 4242, StartedAt: time.Now()}
+	c.rec.State = dockermsg.State{Status: container.StateRunning, Running: true, Pid: 4242, StartedAt: time.Now()}
 	rec := c.rec
 	stop := c.stop
 	f.event("start", &rec, nil)
@@ -436,7 +437,7 @@ func (f *fakeSupervisor) start(ref string) error {
 }
 
 // run plays the container's program.
-func (f *fakeSupervisor) run(rec bus.Container, stop chan int, stdin chan []byte) {
+func (f *fakeSupervisor) run(rec dockermsg.Container, stop chan int, stdin chan []byte) {
 	code := 0
 	args := rec.Args
 	switch rec.Path {

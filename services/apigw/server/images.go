@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"berth/pkg/bus"
+	"berth/pkg/bus/dockermsg"
 	"berth/pkg/errdefs"
 	"berth/services/apigw/dockerapi"
 )
@@ -34,7 +35,7 @@ func (s *Server) imageList(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errdefs.Wrap(errdefs.InvalidParameter, err))
 		return
 	}
-	var ims []bus.Image
+	var ims []dockermsg.Image
 	if err := s.call(r, bus.AreaImages, bus.VerbImageList, struct{}{}, &ims); err != nil {
 		s.fail(w, r, err)
 		return
@@ -51,7 +52,7 @@ func (s *Server) imageList(w http.ResponseWriter, r *http.Request) {
 
 // matchImage applies the reference, label and dangling filters of GET
 // /images/json; a reference filter also trims im.RepoTags to the matching tags.
-func matchImage(f filters.Args, im *bus.Image) bool {
+func matchImage(f filters.Args, im *dockermsg.Image) bool {
 	if f.Contains("dangling") {
 		dangling := len(im.RepoTags) == 0
 		if f.ExactMatch("dangling", "true") != dangling && !(f.ExactMatch("dangling", "1") && dangling) {
@@ -101,7 +102,7 @@ func (s *Server) imageGet(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errdefs.New(errdefs.NotFound, "page not found"))
 		return
 	}
-	var im bus.Image
+	var im dockermsg.Image
 	if err := s.call(r, bus.AreaImages, bus.VerbImageInspect, bus.ImageRequest{Name: name}, &im); err != nil {
 		s.fail(w, r, err)
 		return

@@ -21,7 +21,8 @@ func TestHooksOrderAndState(t *testing.T) {
 	}
 	b := e.bundle([]string{"sh", "-c", "cat /started; echo user-program >> /started"}, func(s *specs.Spec) {
 		s.Hooks = &specs.Hooks{
-			Prestart:        []specs.Hook{hook("prestart")}, //nolint:staticcheck
+			//lint:ignore SA1019 prestart hooks are deprecated but still in the spec, and runc runs them
+			Prestart:        []specs.Hook{hook("prestart")},
 			CreateRuntime:   []specs.Hook{hook("createRuntime")},
 			CreateContainer: []specs.Hook{hook("createContainer")},
 			// runs inside the container's root: its own sh, a file in the rootfs

@@ -403,7 +403,8 @@ func Create(o CreateOpts) (st *State, err error) {
 		case msgHooks:
 			h := spec.Hooks
 			state := st.ociJSON(Creating)
-			if err := hooks.Run("prestart", h.Prestart, state); err != nil { //nolint:staticcheck
+			//lint:ignore SA1019 prestart hooks are deprecated but still in the spec, and runc runs them
+			if err := hooks.Run("prestart", h.Prestart, state); err != nil {
 				return nil, err
 			}
 			if err := hooks.Run("createRuntime", h.CreateRuntime, state); err != nil {

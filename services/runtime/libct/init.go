@@ -104,7 +104,8 @@ func initCreate(ch *channel, c *initConfig) error {
 	}
 	debug(ch, c, "mounts done")
 	h := spec.Hooks
-	if h != nil && (len(h.Prestart) > 0 || len(h.CreateRuntime) > 0) { //nolint:staticcheck
+	//lint:ignore SA1019 prestart hooks are deprecated but still in the spec, and runc runs them
+	if h != nil && (len(h.Prestart) > 0 || len(h.CreateRuntime) > 0) {
 		if err := ch.send(message{Type: msgHooks}); err != nil {
 			return err
 		}

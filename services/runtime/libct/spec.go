@@ -108,7 +108,8 @@ func validateSpec(s *specs.Spec, bundle string) error {
 		return err
 	}
 	if s.Hooks != nil {
-		all := [][]specs.Hook{s.Hooks.Prestart, s.Hooks.CreateRuntime, s.Hooks.CreateContainer, s.Hooks.StartContainer, s.Hooks.Poststart, s.Hooks.Poststop} //nolint:staticcheck
+		//lint:ignore SA1019 prestart hooks are deprecated but still in the spec, and runc runs them
+		all := [][]specs.Hook{s.Hooks.Prestart, s.Hooks.CreateRuntime, s.Hooks.CreateContainer, s.Hooks.StartContainer, s.Hooks.Poststart, s.Hooks.Poststop}
 		for _, hs := range all {
 			for _, h := range hs {
 				if !filepath.IsAbs(h.Path) {

@@ -22,6 +22,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"berth/pkg/bus"
+	"berth/pkg/bus/dockermsg"
 	"berth/pkg/bus/natsbus"
 	"berth/pkg/busyboxfs"
 	"berth/pkg/errdefs"
@@ -219,14 +220,14 @@ func (e *env) importBusybox(repo string, changes ...string) string {
 
 func (e *env) create(name string, cfg *container.Config, hc *container.HostConfig) string {
 	e.t.Helper()
-	var resp bus.CreateResponse
-	e.must(bus.AreaContainers, bus.VerbCreate, bus.CreateRequest{Name: name, Config: cfg, HostConfig: hc}, &resp)
+	var resp dockermsg.CreateResponse
+	e.must(bus.AreaContainers, bus.VerbCreate, dockermsg.CreateRequest{Name: name, Config: cfg, HostConfig: hc}, &resp)
 	return resp.ID
 }
 
-func (e *env) inspect(ref string) bus.Container {
+func (e *env) inspect(ref string) dockermsg.Container {
 	e.t.Helper()
-	var c bus.Container
+	var c dockermsg.Container
 	e.must(bus.AreaContainers, bus.VerbInspect, bus.IDRequest{ID: ref}, &c)
 	return c
 }
@@ -304,7 +305,7 @@ func TestContainersAndImages(t *testing.T) {
 		t.Fatalf("ping %q", pong)
 	}
 	imgID := e.importBusybox("busybox", `CMD ["sh"]`, "ENV FOO=bar", "WORKDIR /tmp", "LABEL from=image")
-	var img bus.Image
+	var img dockermsg.Image
 	e.must(bus.AreaImages, bus.VerbImageInspect, bus.ImageRequest{Name: "docker.io/library/busybox:latest"}, &img)
 	if img.ID != imgID || img.Config.Cmd[0] != "sh" || len(img.RepoTags) != 1 || img.RepoTags[0] != "busybox:latest" {
 		t.Fatalf("image %+v", img)
@@ -313,7 +314,7 @@ func TestContainersAndImages(t *testing.T) {
 		t.Errorf("image events %v", evs.actions(imgID))
 	}
 	e.must(bus.AreaImages, bus.VerbImageTag, bus.ImageTagRequest{Source: imgID[7:19], Repo: "mybox", Tag: "v1"}, nil)
-	var imgs []bus.Image
+	var imgs []dockermsg.Image
 	e.must(bus.AreaImages, bus.VerbImageList, struct{}{}, &imgs)
 	if len(imgs) != 1 || len(imgs[0].RepoTags) != 2 {
 		t.Fatalf("images %+v", imgs)
@@ -349,17 +350,17 @@ func TestContainersAndImages(t *testing.T) {
 	}
 
 	// Docker's error messages
-	err := e.call(bus.AreaContainers, bus.VerbCreate, bus.CreateRequest{Name: "web", Config: &container.Config{Image: "busybox"}}, nil)
+	err := e.call(bus.AreaContainers, bus.VerbCreate, dockermsg.CreateRequest{Name: "web", Config: &container.Config{Image: "busybox"}}, nil)
 	wantErr(t, err, errdefs.Conflict, `Conflict. The container name "/web" is already in use by container "`+id+`". You have to remove (or rename) that container to be able to reuse that name.`)
-	err = e.call(bus.AreaContainers, bus.VerbCreate, bus.CreateRequest{Name: "bad name!", Config: &container.Config{Image: "busybox"}}, nil)
+	err = e.call(bus.AreaContainers, bus.VerbCreate, dockermsg.CreateRequest{Name: "bad name!", Config: &container.Config{Image: "busybox"}}, nil)
 	wantErr(t, err, errdefs.InvalidParameter, "Invalid container name (bad name!), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
-	err = e.call(bus.AreaContainers, bus.VerbCreate, bus.CreateRequest{Config: &container.Config{Image: "nosuch"}}, nil)
+	err = e.call(bus.AreaContainers, bus.VerbCreate, dockermsg.CreateRequest{Config: &container.Config{Image: "nosuch"}}, nil)
 	wantErr(t, err, errdefs.NotFound, "No such image: nosuch:latest")
-	err = e.call(bus.AreaContainers, bus.VerbCreate, bus.CreateRequest{}, nil)
+	err = e.call(bus.AreaContainers, bus.VerbCreate, dockermsg.CreateRequest{}, nil)
 	wantErr(t, err, errdefs.InvalidParameter, "Config cannot be empty")
-	err = e.call(bus.AreaContainers, bus.VerbCreate, bus.CreateRequest{Config: &container.Config{Image: "busybox"}, HostConfig: &container.HostConfig{Resources: container.Resources{Memory: 1024}}}, nil)
+	err = e.call(bus.AreaContainers, bus.VerbCreate, dockermsg.CreateRequest{Config: &container.Config{Image: "busybox"}, HostConfig: &container.HostConfig{Resources: container.Resources{Memory: 1024}}}, nil)
 	wantErr(t, err, errdefs.InvalidParameter, "Minimum memory limit allowed is 6MB")
-	err = e.call(bus.AreaContainers, bus.VerbCreate, bus.CreateRequest{Config: &container.Config{Image: "busybox"}, HostConfig: &container.HostConfig{Binds: []string{"relative:/x:zz"}}}, nil)
+	err = e.call(bus.AreaContainers, bus.VerbCreate, dockermsg.CreateRequest{Config: &container.Config{Image: "busybox"}, HostConfig: &container.HostConfig{Binds: []string{"relative:/x:zz"}}}, nil)
 	if err == nil {
 		t.Error("bad bind accepted")
 	}
@@ -388,7 +389,7 @@ func TestContainersAndImages(t *testing.T) {
 	wantErr(t, e.call(bus.AreaContainers, bus.VerbInspect, bus.IDRequest{ID: "web"}, nil), errdefs.NotFound, "No such container: web")
 
 	// list
-	var list []bus.Container
+	var list []dockermsg.Container
 	e.must(bus.AreaContainers, bus.VerbList, bus.ListRequest{All: true}, &list)
 	if len(list) != 2 {
 		t.Fatalf("list all: %d", len(list))
@@ -457,14 +458,14 @@ func TestIdempotencyAndBadInput(t *testing.T) {
 	e.importBusybox("busybox")
 
 	// the same key twice, even concurrently: one container, one answer
-	req := bus.CreateRequest{Meta: bus.Meta{Key: "k-1"}, Config: &container.Config{Image: "busybox", Cmd: []string{"true"}}}
+	req := dockermsg.CreateRequest{Meta: bus.Meta{Key: "k-1"}, Config: &container.Config{Image: "busybox", Cmd: []string{"true"}}}
 	var wg sync.WaitGroup
 	ids := make([]string, 4)
 	for i := range ids {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var r bus.CreateResponse
+			var r dockermsg.CreateResponse
 			if err := e.call(bus.AreaContainers, bus.VerbCreate, req, &r); err != nil {
 				t.Error(err)
 			}
@@ -477,7 +478,7 @@ func TestIdempotencyAndBadInput(t *testing.T) {
 			t.Fatalf("different answers: %v", ids)
 		}
 	}
-	var list []bus.Container
+	var list []dockermsg.Container
 	e.must(bus.AreaContainers, bus.VerbList, bus.ListRequest{All: true}, &list)
 	if len(list) != 1 {
 		t.Fatalf("%d containers for one key", len(list))
@@ -485,7 +486,7 @@ func TestIdempotencyAndBadInput(t *testing.T) {
 	// the key survives a supervisor restart
 	e.stop()
 	e.start()
-	var again bus.CreateResponse
+	var again dockermsg.CreateResponse
 	e.must(bus.AreaContainers, bus.VerbCreate, req, &again)
 	if again.ID != ids[0] {
 		t.Fatalf("after restart: %s, want %s", again.ID, ids[0])
@@ -530,9 +531,9 @@ func TestRestore(t *testing.T) {
 	// pretend ghost was running when the supervisor died, and its shim is gone
 	p := filepath.Join(e.root, "containers", ghost, "container.json")
 	data, _ := os.ReadFile(p)
-	var rec bus.Container
+	var rec dockermsg.Container
 	json.Unmarshal(data, &rec)
-	rec.State = bus.State{Status: "running", Running: true, Pid: 999999, StartedAt: time.Now()}
+	rec.State = dockermsg.State{Status: "running", Running: true, Pid: 999999, StartedAt: time.Now()}
 	data, _ = json.Marshal(rec)
 	os.WriteFile(p, data, 0o600)
 	// and a create that never finished writing its record
@@ -550,10 +551,10 @@ func TestRestore(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(e.root, "containers", half)); err == nil {
 		t.Error("half-created container dir kept")
 	}
-	var img bus.Image
+	var img dockermsg.Image
 	e.must(bus.AreaImages, bus.VerbImageInspect, bus.ImageRequest{Name: "busybox"}, &img)
 	// the name is still taken after a restart
-	err := e.call(bus.AreaContainers, bus.VerbCreate, bus.CreateRequest{Name: "keep", Config: &container.Config{Image: "busybox", Cmd: []string{"true"}}}, nil)
+	err := e.call(bus.AreaContainers, bus.VerbCreate, dockermsg.CreateRequest{Name: "keep", Config: &container.Config{Image: "busybox", Cmd: []string{"true"}}}, nil)
 	wantErr(t, err, errdefs.Conflict, "already in use")
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"berth/pkg/bus"
+	"berth/pkg/bus/dockermsg"
 	"berth/pkg/bus/natsbus"
 	"berth/pkg/errdefs"
 )
@@ -27,7 +28,7 @@ func newRunEnv(t *testing.T) *env {
 		if e.sup == nil {
 			return
 		}
-		var list []bus.Container
+		var list []dockermsg.Container
 		e.call(bus.AreaContainers, bus.VerbList, bus.ListRequest{All: true}, &list)
 		for _, c := range list {
 			e.call(bus.AreaContainers, bus.VerbRemove, bus.RemoveRequest{ID: c.ID, Force: true}, nil)
@@ -36,7 +37,7 @@ func newRunEnv(t *testing.T) *env {
 	return e
 }
 
-func (e *env) waitStatus(ref, status string, d time.Duration) bus.Container {
+func (e *env) waitStatus(ref, status string, d time.Duration) dockermsg.Container {
 	e.t.Helper()
 	deadline := time.Now().Add(d)
 	for {
@@ -187,7 +188,7 @@ func TestDetachedLifecycle(t *testing.T) {
 	wantErr(t, e.call(bus.AreaContainers, bus.VerbStart, bus.IDRequest{ID: "dd"}, nil), errdefs.NotModified, "")
 	wantErr(t, e.call(bus.AreaContainers, bus.VerbRemove, bus.RemoveRequest{ID: "dd"}, nil), errdefs.Conflict,
 		`cannot remove container "/dd": container is running: stop the container before removing or force remove`)
-	var list []bus.Container
+	var list []dockermsg.Container
 	e.must(bus.AreaContainers, bus.VerbList, bus.ListRequest{}, &list)
 	if len(list) != 1 || list[0].ID != id {
 		t.Fatalf("ps: %+v", list)

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"berth/pkg/bus"
+	"berth/pkg/bus/dockermsg"
 	"berth/pkg/bus/natsbus"
 	"berth/pkg/errdefs"
 	"berth/pkg/specconv"
@@ -193,7 +194,7 @@ func (m *Manager) startLocked(ctx context.Context, c *ctr) error {
 		}
 		m.mu.Lock()
 		c.starting = false
-		c.rec.State = bus.State{Status: "exited", ExitCode: code, Error: msg, StartedAt: c.rec.State.StartedAt, FinishedAt: time.Now().UTC()}
+		c.rec.State = dockermsg.State{Status: "exited", ExitCode: code, Error: msg, StartedAt: c.rec.State.StartedAt, FinishedAt: time.Now().UTC()}
 		if c.rec.State.StartedAt.IsZero() {
 			// Docker shows a failed first start as never finished
 			c.rec.State.FinishedAt = time.Time{}
@@ -212,7 +213,7 @@ func (m *Manager) startLocked(ctx context.Context, c *ctr) error {
 	m.mu.Lock()
 	c.starting = false
 	c.exited = make(chan struct{})
-	c.rec.State = bus.State{Status: "running", Running: true, Pid: initPid, StartedAt: now, FinishedAt: c.rec.State.FinishedAt}
+	c.rec.State = dockermsg.State{Status: "running", Running: true, Pid: initPid, StartedAt: now, FinishedAt: c.rec.State.FinishedAt}
 	pending := c.pendingExit
 	c.pendingExit = nil
 	m.mu.Unlock()
@@ -239,7 +240,7 @@ func (m *Manager) startLocked(ctx context.Context, c *ctr) error {
 
 // launch builds the bundle, runs `berth-shim start` and asks the shim to
 // start the container. It returns the container's init pid.
-func (m *Manager) launch(ctx context.Context, rec *bus.Container) (int, error) {
+func (m *Manager) launch(ctx context.Context, rec *dockermsg.Container) (int, error) {
 	id := rec.ID
 	m.log.Debug("start: launching", "id", id)
 	img, err := m.cfg.Images.Get(rec.Image)
@@ -377,7 +378,7 @@ func (m *Manager) launch(ctx context.Context, rec *bus.Container) (int, error) {
 
 // writeEtcFiles writes the container's hostname, hosts and resolv.conf
 // into its directory, to be bind-mounted over the image's.
-func (m *Manager) writeEtcFiles(rec *bus.Container) (map[string]string, error) {
+func (m *Manager) writeEtcFiles(rec *dockermsg.Container) (map[string]string, error) {
 	hostNet := rec.HostConfig != nil && rec.HostConfig.NetworkMode.IsHost()
 	hosts := []byte(specconv.HostsFile())
 	if hostNet {
@@ -493,7 +494,7 @@ func (m *Manager) applyExit(c *ctr, rep bus.ExitReport) {
 		at = time.Now().UTC()
 	}
 	st := c.rec.State
-	c.rec.State = bus.State{Status: "exited", ExitCode: rep.ExitCode, OOMKilled: rep.OOMKilled, Error: rep.Error, StartedAt: st.StartedAt, FinishedAt: at}
+	c.rec.State = dockermsg.State{Status: "exited", ExitCode: rep.ExitCode, OOMKilled: rep.OOMKilled, Error: rep.Error, StartedAt: st.StartedAt, FinishedAt: at}
 	oom := rep.OOMKilled && !c.oomSeen
 	c.oomSeen = c.oomSeen || rep.OOMKilled
 	ch := c.exited

@@ -24,6 +24,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"berth/pkg/bus"
+	"berth/pkg/bus/dockermsg"
 	"berth/pkg/errdefs"
 	"berth/pkg/image"
 	"berth/pkg/specconv"
@@ -68,7 +69,7 @@ type ctr struct {
 	wmu sync.Mutex // orders record writes
 
 	// guarded by Manager.mu
-	rec         bus.Container
+	rec         dockermsg.Container
 	starting    bool
 	pendingExit *bus.ExitReport
 	exited      chan struct{} // closed when the current run ends
@@ -357,7 +358,7 @@ func (m *Manager) Counts() map[string]int {
 }
 
 // Create is `docker create`.
-func (m *Manager) Create(req *bus.CreateRequest) (*bus.CreateResponse, error) {
+func (m *Manager) Create(req *dockermsg.CreateRequest) (*dockermsg.CreateResponse, error) {
 	if req.Config == nil {
 		return nil, errdefs.New(errdefs.InvalidParameter, "Config cannot be empty in order to create a container")
 	}
@@ -372,7 +373,7 @@ func (m *Manager) Create(req *bus.CreateRequest) (*bus.CreateResponse, error) {
 		id, ok := m.keys[req.Key]
 		if c := m.byID[id]; ok && c != nil && time.Since(c.rec.Created) < KeyTTL {
 			m.mu.Unlock()
-			return &bus.CreateResponse{ID: id, Warnings: []string{}}, nil
+			return &dockermsg.CreateResponse{ID: id, Warnings: []string{}}, nil
 		}
 		m.mu.Unlock()
 	}
@@ -433,7 +434,7 @@ func (m *Manager) Create(req *bus.CreateRequest) (*bus.CreateResponse, error) {
 	m.mu.Unlock()
 
 	now := time.Now().UTC()
-	c := &ctr{exited: closedChan(), rec: bus.Container{
+	c := &ctr{exited: closedChan(), rec: dockermsg.Container{
 		ID:         id,
 		Name:       name,
 		Created:    now,
@@ -442,7 +443,7 @@ func (m *Manager) Create(req *bus.CreateRequest) (*bus.CreateResponse, error) {
 		Config:     &cfg,
 		HostConfig: hc,
 		Image:      img.ID,
-		State:      bus.State{Status: "created"},
+		State:      dockermsg.State{Status: "created"},
 		LogPath:    m.logPath(id),
 		Driver:     "overlayfs",
 
@@ -450,7 +451,7 @@ func (m *Manager) Create(req *bus.CreateRequest) (*bus.CreateResponse, error) {
 		HostsPath:      filepath.Join(m.dir(id), "hosts"),
 		ResolvConfPath: filepath.Join(m.dir(id), "resolv.conf"),
 	}}
-	fail := func(err error) (*bus.CreateResponse, error) {
+	fail := func(err error) (*dockermsg.CreateResponse, error) {
 		m.mu.Lock()
 		delete(m.names, name)
 		m.mu.Unlock()
@@ -475,7 +476,7 @@ func (m *Manager) Create(req *bus.CreateRequest) (*bus.CreateResponse, error) {
 	}
 	m.mu.Unlock()
 	m.event(c, "create")
-	return &bus.CreateResponse{ID: id, Warnings: []string{}}, nil
+	return &dockermsg.CreateResponse{ID: id, Warnings: []string{}}, nil
 }
 
 // prepare makes, right after the create, what the first start needs in the
@@ -587,7 +588,7 @@ func copyJSON(in, out any) error {
 }
 
 // Inspect returns a container's record.
-func (m *Manager) Inspect(ref string) (*bus.Container, error) {
+func (m *Manager) Inspect(ref string) (*dockermsg.Container, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	c, err := m.resolveLocked(ref)
@@ -599,10 +600,10 @@ func (m *Manager) Inspect(ref string) (*bus.Container, error) {
 }
 
 // List returns the records, newest first; only running ones unless all.
-func (m *Manager) List(all bool) []bus.Container {
+func (m *Manager) List(all bool) []dockermsg.Container {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := []bus.Container{}
+	out := []dockermsg.Container{}
 	for _, c := range m.byID {
 		if all || isRunningState(c.rec.State.Status) {
 			out = append(out, c.rec)

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"berth/pkg/bus"
+	"berth/pkg/bus/dockermsg"
 	"berth/pkg/bus/natsbus"
 )
 
@@ -193,7 +194,7 @@ func (m *Manager) settleAdopted(c *ctr, st bus.ShimStateResponse, pending *bus.E
 	case "running", "paused", "stopped":
 		m.log.Info("restore: adopting a container whose start was cut short", "id", id, "shimStatus", st.Status)
 		m.mu.Lock()
-		c.rec.State = bus.State{Status: "running", Running: true, Pid: st.Pid, StartedAt: time.Now().UTC(), FinishedAt: c.rec.State.FinishedAt}
+		c.rec.State = dockermsg.State{Status: "running", Running: true, Pid: st.Pid, StartedAt: time.Now().UTC(), FinishedAt: c.rec.State.FinishedAt}
 		c.exited = make(chan struct{})
 		c.starting = false
 		c.pendingExit = nil

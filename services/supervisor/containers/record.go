@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"berth/pkg/atomicfile"
-	"berth/pkg/bus"
+	"berth/pkg/bus/dockermsg"
 )
 
 // RecordFile is the container record's file name in <root>/containers/<id>/.
@@ -52,7 +52,7 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 	return atomicfile.Write(path, data, perm)
 }
 
-func writeRecord(dir string, rec *bus.Container) error {
+func writeRecord(dir string, rec *dockermsg.Container) error {
 	data, err := json.MarshalIndent(rec, "", "  ")
 	if err != nil {
 		return err
@@ -60,12 +60,12 @@ func writeRecord(dir string, rec *bus.Container) error {
 	return WriteFileAtomic(filepath.Join(dir, RecordFile), data, 0o600)
 }
 
-func readRecord(dir string) (*bus.Container, error) {
+func readRecord(dir string) (*dockermsg.Container, error) {
 	data, err := os.ReadFile(filepath.Join(dir, RecordFile))
 	if err != nil {
 		return nil, err
 	}
-	var rec bus.Container
+	var rec dockermsg.Container
 	if err := json.Unmarshal(data, &rec); err != nil {
 		return nil, err
 	}

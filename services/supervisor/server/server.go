@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"berth/pkg/bus"
+	"berth/pkg/bus/dockermsg"
 	"berth/pkg/errdefs"
 	"berth/pkg/image"
 	"berth/services/supervisor/containers"
@@ -171,7 +172,7 @@ func (s *Server) handleCommand(m *nats.Msg) {
 	if verb == "containers.create" && r.Error == nil {
 		// what the start will need on disk, made while the client goes on
 		// (docker run: attach, wait, then start)
-		var cr bus.CreateResponse
+		var cr dockermsg.CreateResponse
 		if json.Unmarshal(r.Data, &cr) == nil && cr.ID != "" {
 			s.Containers.Prepare(cr.ID)
 		}
@@ -216,7 +217,7 @@ func (s *Server) containerCommand(ctx context.Context, verb string, m *nats.Msg)
 	cm := s.Containers
 	switch verb {
 	case bus.VerbCreate:
-		req, err := decode[bus.CreateRequest](m.Data)
+		req, err := decode[dockermsg.CreateRequest](m.Data)
 		if err != nil {
 			return nil, err
 		}
