@@ -6,7 +6,11 @@
 package network
 
 import (
+	"context"
+	"net"
+	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -69,4 +73,29 @@ func lines(s string) []string {
 		}
 	}
 	return out
+}
+
+func itoa(i int64) string { return strconv.FormatInt(i, 10) }
+
+// apiStatus does one raw API request on the stack's socket.
+func apiStatus(t *testing.T, s *stack.Stack, method, path, body string) int {
+	t.Helper()
+	sock := strings.TrimPrefix(s.Host, "unix://")
+	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", sock)
+	}}}
+	req, err := http.NewRequest(method, "http://berth"+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }

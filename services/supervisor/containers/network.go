@@ -64,10 +64,15 @@ func (m *Manager) configureNetworks(cfg *container.Config, hc *container.HostCon
 	if nc != nil {
 		eps = nc.EndpointsConfig
 	}
-	primary, err := m.cfg.Network.Lookup(string(mode))
-	if err != nil {
-		return nil, nil, err
+	// like Docker, a network that does not exist (yet) fails the start,
+	// not the create
+	lookup := func(ref string) *bnet.Network {
+		if n, err := m.cfg.Network.Lookup(ref); err == nil {
+			return n
+		}
+		return &bnet.Network{Name: ref, Driver: bnet.DriverBridge}
 	}
+	primary := lookup(string(mode))
 	add := func(n *bnet.Network, es *network.EndpointSettings) error {
 		cp := &network.EndpointSettings{}
 		if es != nil {
@@ -98,11 +103,8 @@ func (m *Manager) configureNetworks(cfg *container.Config, hc *container.HostCon
 		if ref == network.NetworkDefault {
 			continue // the CLI's name for the network mode's network
 		}
-		n, err := m.cfg.Network.Lookup(ref)
-		if err != nil {
-			return nil, nil, err
-		}
-		if n.ID == primary.ID {
+		n := lookup(ref)
+		if n.Name == primary.Name {
 			continue
 		}
 		if primary.Driver != bnet.DriverBridge || n.Driver != bnet.DriverBridge {
@@ -183,7 +185,10 @@ func (m *Manager) setupNetwork(rec *dockermsg.Container) (*netSetup, error) {
 			}
 		}
 		if _, err := m.cfg.Network.Lookup(er.Network); err != nil && errdefs.Is(err, errdefs.NotFound) {
-			return nil, errdefs.New(errdefs.NotFound, "network %s not found", name)
+			if _, err := m.cfg.Network.Lookup(name); err != nil {
+				return nil, errdefs.New(errdefs.NotFound, "failed to set up container networking: network %s not found", name)
+			}
+			er.Network = name // removed and made again under the same name
 		}
 		req.Networks = append(req.Networks, er)
 	}
