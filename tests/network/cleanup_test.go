@@ -43,6 +43,16 @@ func leftovers(t *testing.T, s *stack.Stack, bridges ...string) []string {
 	return out
 }
 
+// noLeftovers fails t unless, within a few seconds (veths and namespaces
+// are deleted in the background after a container's end), nothing is left.
+func noLeftovers(t *testing.T, s *stack.Stack, bridges ...string) {
+	t.Helper()
+	var got []string
+	if !eventually(5*time.Second, func() bool { got = leftovers(t, s, bridges...); return len(got) == 0 }) {
+		t.Fatalf("left after removing every container: %q", got)
+	}
+}
+
 // bridgeOf is the interface name of a user network.
 func bridgeOf(s *stack.Stack, net string) string {
 	return s.MustDocker("network", "inspect", "-f", "br-{{printf \"%.12s\" .Id}}", net)
@@ -65,9 +75,7 @@ func TestNothingLeftAfterRemoval(t *testing.T) {
 		t.Fatalf("while running, expected ports and rules, got %q", got)
 	}
 	s.MustDocker("rm", "-f", "l3", "l2", "l1")
-	if got := leftovers(t, s, br); len(got) > 0 {
-		t.Fatalf("left after removing every container: %q", got)
-	}
+	noLeftovers(t, s, br)
 	addrs, _ := exec.Command("ip", "-o", "-4", "addr", "show", "dev", br).Output()
 	if n := len(lines(string(addrs))); n != 1 {
 		t.Fatalf("%s has %d addresses: %s", br, n, addrs)
@@ -114,9 +122,9 @@ func TestSupervisorKillReconciles(t *testing.T) {
 	if ip := s.MustDocker("inspect", "-f", "{{.NetworkSettings.IPAddress}}", "keep"); ip != keepIP {
 		t.Fatalf("address %s became %s", keepIP, ip)
 	}
-	after := leftovers(t, s)
 	// one port, one namespace, one sandbox, one rule fewer: goes' went
-	if len(after) != before-4 {
+	var after []string
+	if !eventually(5*time.Second, func() bool { after = leftovers(t, s); return len(after) == before-4 }) {
 		t.Fatalf("before the kill %d items, after %d: %q", before, len(after), after)
 	}
 	// the kept address is not handed out twice
@@ -130,7 +138,5 @@ func TestSupervisorKillReconciles(t *testing.T) {
 		t.Fatalf("the kept port was given again: %d %s", code, errOut)
 	}
 	s.MustDocker("rm", "-f", "keep", "goes")
-	if got := leftovers(t, s); len(got) > 0 {
-		t.Fatalf("left after removing every container: %q", got)
-	}
+	noLeftovers(t, s)
 }

@@ -44,7 +44,9 @@ func TestUserNetworkNames(t *testing.T) {
 	var nets []struct {
 		ID         string `json:"Id"`
 		Containers map[string]struct{ Name, IPv4Address string }
-		IPAM       struct{ Config []struct{ Subnet, Gateway string } }
+		IPAM       struct {
+			Config []struct{ Subnet, Gateway string }
+		}
 	}
 	if err := json.Unmarshal([]byte(s.MustDocker("network", "inspect", "appnet")), &nets); err != nil || len(nets) != 1 {
 		t.Fatalf("network inspect: %v", err)

@@ -99,8 +99,8 @@ func ContainerInspect(c *dockermsg.Container) container.InspectResponse {
 				Data: map[string]string{},
 			},
 		},
-		Mounts: []container.MountPoint{},
-		Config: cfg,
+		Mounts:          []container.MountPoint{},
+		Config:          cfg,
 		NetworkSettings: inspectNetworkSettings(c, netMode),
 	}
 }

@@ -68,6 +68,10 @@ type Manager struct {
 	sandboxes map[string]*Sandbox // by container ID
 	ports     *ports
 	rulesMu   sync.Mutex // orders iptables-restore runs
+	// dismantling: sandboxes whose links and namespace are being deleted
+	// (off the container's exit path: deleting a netdev waits for the
+	// kernel's RCU grace periods, tens of milliseconds); closed when done
+	dismantling map[string]chan struct{}
 }
 
 func (m *Manager) netsDir() string      { return filepath.Join(m.cfg.Root, "networks") }
@@ -120,7 +124,8 @@ func New(cfg Config) (*Manager, error) {
 		return nil, fmt.Errorf("--bridge %q: an interface name has at most 15 characters", cfg.Bridge)
 	}
 	m := &Manager{cfg: cfg, log: cfg.Logger, chains: chains{cfg.ChainPrefix},
-		nets: map[string]*Network{}, pools: map[string]*pool{}, sandboxes: map[string]*Sandbox{}, ports: newPorts()}
+		nets: map[string]*Network{}, pools: map[string]*pool{}, sandboxes: map[string]*Sandbox{}, ports: newPorts(),
+		dismantling: map[string]chan struct{}{}}
 	for _, d := range []string{m.netsDir(), m.netnsDir(), m.sandboxesDir()} {
 		if err := os.MkdirAll(d, 0o711); err != nil {
 			return nil, err
@@ -622,6 +627,7 @@ func (m *Manager) Setup(req SetupRequest) (_ *Sandbox, err error) {
 	sb := &Sandbox{ContainerID: id, Name: strings.TrimPrefix(req.Name, "/"), Hostname: req.Hostname,
 		NetNS: m.NetNSPath(id), HostsPath: req.HostsPath, ExtraHosts: req.ExtraHosts}
 	var nets []*Network
+	m.waitDismantled(id)
 	m.mu.Lock()
 	if old := m.sandboxes[id]; old != nil {
 		m.mu.Unlock()
@@ -767,17 +773,31 @@ func (m *Manager) Teardown(id string) {
 	}
 	m.mu.Unlock()
 	if sb == nil {
+		m.waitDismantled(id)
 		if _, err := os.Stat(m.NetNSPath(id)); err == nil {
 			removeNetns(m.NetNSPath(id))
 		}
 		_ = os.Remove(m.sandboxFile(id))
 		return
 	}
-	for _, ep := range sb.Endpoints {
-		deleteLink(ep.HostVeth)
-	}
-	removeNetns(sb.NetNS)
-	_ = os.Remove(m.sandboxFile(id))
+	// addresses and ports are free now; the links and the namespace go in
+	// the background (a start of the same container waits for that), the
+	// sandbox file last, so that a crash meanwhile leaves it to reconcile
+	done := make(chan struct{})
+	m.mu.Lock()
+	m.dismantling[id] = done
+	m.mu.Unlock()
+	go func() {
+		for _, ep := range sb.Endpoints {
+			deleteLink(ep.HostVeth)
+		}
+		removeNetns(sb.NetNS)
+		_ = os.Remove(m.sandboxFile(id))
+		m.mu.Lock()
+		delete(m.dismantling, id)
+		m.mu.Unlock()
+		close(done)
+	}()
 	if len(sb.Ports) > 0 {
 		if err := m.applyRules(); err != nil {
 			m.log.Error("iptables rules after a container's stop", "id", id, "err", err)
@@ -794,6 +814,29 @@ func (m *Manager) Teardown(id string) {
 	m.updateHosts("", nets)
 	for _, n := range nets {
 		m.event(n, "disconnect", map[string]string{"container": id})
+	}
+}
+
+// waitDismantled waits for the background end of a sandbox of id.
+func (m *Manager) waitDismantled(id string) {
+	m.mu.Lock()
+	ch := m.dismantling[id]
+	m.mu.Unlock()
+	if ch != nil {
+		<-ch
+	}
+}
+
+// Wait waits for every sandbox being taken apart (tests, shutdown).
+func (m *Manager) Wait() {
+	m.mu.Lock()
+	var chs []chan struct{}
+	for _, ch := range m.dismantling {
+		chs = append(chs, ch)
+	}
+	m.mu.Unlock()
+	for _, ch := range chs {
+		<-ch
 	}
 }
 
