@@ -1,5 +1,7 @@
 package containers
 
+//lint:file-ignore SA1019 Docker 28 still fills the default bridge's legacy top-level NetworkSettings fields (IPAddress, Gateway, MacAddress), which clients read
+
 import (
 	"fmt"
 	"strconv"

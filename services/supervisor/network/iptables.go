@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os/exec"
 	"sort"
-	"strconv"
 	"strings"
 )
 
@@ -182,5 +181,3 @@ func validPrefix(p string) error {
 	}
 	return nil
 }
-
-var _ = strconv.Itoa

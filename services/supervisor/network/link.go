@@ -164,7 +164,7 @@ func attachEndpoint(n *Network, ep *Endpoint, nsPath string, defaultRoute bool) 
 	return nil
 }
 
-// loopbackOnly brings up lo in the namespace at nsPath.
+// loopbackUp brings up lo in the namespace at nsPath.
 func loopbackUp(nsPath string) error {
 	ns, err := netns.GetFromPath(nsPath)
 	if err != nil {

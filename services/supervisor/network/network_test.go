@@ -99,4 +99,6 @@ func TestSetupTeardown(t *testing.T) {
 	}
 }
 
-func itoa3(i int) string { return string(rune('a'+i%26)) + string(rune('a'+(i/26)%26)) + string(rune('a'+(i/676)%26)) }
+func itoa3(i int) string {
+	return string(rune('a'+i%26)) + string(rune('a'+(i/26)%26)) + string(rune('a'+(i/676)%26))
+}
