@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"berth/tests/stack"
 )
 
@@ -127,13 +129,22 @@ func procKB(path, field string) float64 {
 	return 0
 }
 
-// pidsNamed lists the pids whose /proc/PID/comm starts with prefix.
-func pidsNamed(prefix string) []int {
+// pidsNamed lists the pids of the program name (whose /proc/PID/comm is
+// name cut to the kernel's 15 bytes) whose command line mentions dir (this
+// engine's own temporary root: other engines may run on a shared machine).
+func pidsNamed(name, dir string) []int {
+	if len(name) > 15 {
+		name = name[:15]
+	}
 	var pids []int
 	dirs, _ := filepath.Glob("/proc/[0-9]*/comm")
 	for _, c := range dirs {
 		b, err := os.ReadFile(c)
-		if err != nil || !strings.HasPrefix(strings.TrimSpace(string(b)), prefix) {
+		if err != nil || strings.TrimSpace(string(b)) != name {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join(filepath.Dir(c), "cmdline"))
+		if err != nil || !strings.Contains(string(cmdline), dir) {
 			continue
 		}
 		pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(c)))
@@ -166,12 +177,25 @@ func sumRSS(pids []int) float64 {
 	return s
 }
 
+// execRootTmpfs mounts a tmpfs on dir: both engines keep their state
+// (bundles, shims, runtime state) under an exec root on /run, a tmpfs on any
+// production host, while the benchmark's temporary roots are on the disk.
+func execRootTmpfs(b *testing.B, dir string) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		b.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "mode=0700"); err != nil {
+		b.Fatal(err)
+	}
+}
+
 func berthEngine(b *testing.B) engine {
-	s := stack.Start(b)
+	s := stack.StartWith(b, func(s *stack.Stack) { execRootTmpfs(b, s.ExecRoot) })
 	s.ImportBusybox()
 	return engine{name: "berth", host: s.Host, rss: func() (float64, float64, float64) {
-		shims := pidsNamed("berth-shim")
-		return medianRSS(shims), medianPSS(shims), sumRSS(append(pidsNamed("berth-supervisor"), pidsNamed("berth-apigw")...))
+		dir := filepath.Dir(s.Root)
+		shims := pidsNamed("berth-shim", dir)
+		return medianRSS(shims), medianPSS(shims), sumRSS(append(pidsNamed("berth-supervisor", dir), pidsNamed("berth-apigw", dir)...))
 	}}
 }
 
@@ -190,6 +214,7 @@ func dockerEngine(b *testing.B) (engine, bool) {
 		b.Fatal(err)
 	}
 	host := "unix://" + filepath.Join(dir, "d.sock")
+	execRootTmpfs(b, filepath.Join(dir, "exec"))
 	log, _ := os.Create(filepath.Join(dir, "dockerd.log"))
 	slot, err := stack.TakeNetSlot()
 	if err != nil {
@@ -234,8 +259,8 @@ func dockerEngine(b *testing.B) (engine, bool) {
 		b.Fatalf("import into dockerd: %v %s", err, out)
 	}
 	return engine{name: "docker", host: host, rss: func() (float64, float64, float64) {
-		shims := pidsNamed("containerd-shim")
-		return medianRSS(shims), medianPSS(shims), sumRSS(append(pidsNamed("dockerd"), pidsNamed("containerd")...))
+		shims := pidsNamed("containerd-shim-runc-v2", dir)
+		return medianRSS(shims), medianPSS(shims), sumRSS(append(pidsNamed("dockerd", dir), pidsNamed("containerd", dir)...))
 	}}, true
 }
 
