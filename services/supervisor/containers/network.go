@@ -34,6 +34,9 @@ func netMode(hc *container.HostConfig) container.NetworkMode {
 // network mode first, then any other endpoint the create asked for.
 func (m *Manager) configureNetworks(cfg *container.Config, hc *container.HostConfig, nc *network.NetworkingConfig) (*container.NetworkSettings, []string, error) {
 	mode := netMode(hc)
+	if m.cfg.Network == nil && (hc.NetworkMode == "" || hc.NetworkMode.IsDefault()) {
+		mode = bnet.NameNone // no bridge networking (--bridge none): dockerd's default then
+	}
 	hc.NetworkMode = mode
 	var warnings []string
 	ns := &container.NetworkSettings{Networks: map[string]*network.EndpointSettings{}}
@@ -318,12 +321,21 @@ func (m *Manager) reconcileNetwork() {
 	if m.cfg.Network == nil {
 		return
 	}
-	err := m.cfg.Network.Reconcile(func(id string) bool {
+	m.cfg.Network.Reconcile(func(id string) bool {
 		c := m.byID[id]
 		return c != nil && m.shimAlive(id)
+	}, func(err error) {
+		if err != nil {
+			m.log.Error("restore: network rules", "err", err)
+		}
 	})
-	if err != nil {
-		m.log.Error("restore: network rules", "err", err)
+	// a start cut short by the crash saved no addresses in its record
+	for _, id := range m.cfg.Network.ContainerIDs() {
+		if c := m.byID[id]; c != nil {
+			if sb := m.cfg.Network.Sandbox(id); sb != nil {
+				applySandbox(&c.rec, sb)
+			}
+		}
 	}
 }
 

@@ -220,8 +220,11 @@ func (m *Manager) predefined() error {
 // that still run (alive): those of the others are taken apart (veths,
 // namespace, addresses, ports), those of the living get their ports
 // reserved again; namespaces without a sandbox go; then the iptables rules
-// are rebuilt from what is left, and their jumps checked.
-func (m *Manager) Reconcile(alive func(id string) bool) error {
+// are rebuilt from what is left, and their jumps checked, in the background:
+// the kernel kept the previous run's rules meanwhile, and the supervisor
+// is not kept from answering by a few iptables runs. done (if not nil) gets
+// their outcome.
+func (m *Manager) Reconcile(alive func(id string) bool, done func(error)) {
 	m.mu.Lock()
 	var dead []string
 	for id, sb := range m.sandboxes {
@@ -250,7 +253,12 @@ func (m *Manager) Reconcile(alive func(id string) bool) error {
 			removeNetns(filepath.Join(m.netnsDir(), e.Name()))
 		}
 	}
-	return m.applyRules()
+	go func() {
+		err := m.applyRules()
+		if done != nil {
+			done(err)
+		}
+	}()
 }
 
 // applyRules rebuilds berth's iptables chains from the networks and the
@@ -434,42 +442,48 @@ func (m *Manager) Create(o CreateOptions) (*Network, error) {
 			}
 		}
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for _, other := range m.nets {
-		if other.Name == o.Name {
-			return nil, errdefs.New(errdefs.Conflict, "network with name %s already exists", o.Name)
-		}
-		if other.Bridge != "" && other.Bridge == n.Bridge {
-			return nil, errdefs.New(errdefs.Conflict, "bridge name %s is already used by network %s", n.Bridge, other.Name)
-		}
-	}
-	if err := m.pickSubnet(n, o.Subnet); err != nil {
+	if err := m.addNetwork(n, o.Subnet); err != nil {
 		return nil, err
 	}
-	p, err := newPool(n.Subnet, n.IPRange, n.Gateway)
-	if err != nil {
-		return nil, errdefs.Wrap(errdefs.InvalidParameter, err)
-	}
-	if err := ensureBridge(n); err != nil {
-		deleteLink(n.Bridge)
-		return nil, errdefs.Wrap(errdefs.Forbidden, err)
-	}
-	if err := writeJSON(filepath.Join(m.netsDir(), n.ID+".json"), n, true); err != nil {
-		deleteLink(n.Bridge)
-		return nil, err
-	}
-	m.nets[n.ID] = n
-	m.pools[n.ID] = p
-	m.mu.Unlock()
-	err = m.applyRules()
-	m.mu.Lock()
-	if err != nil {
+	if err := m.applyRules(); err != nil {
 		m.log.Error("iptables rules for a new network", "network", n.Name, "err", err)
 	}
 	m.event(n, "create", nil)
 	cp := *n
 	return &cp, nil
+}
+
+// addNetwork checks n against the other networks, gives it its subnet and
+// bridge, and records it.
+func (m *Manager) addNetwork(n *Network, subnet string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, other := range m.nets {
+		if other.Name == n.Name {
+			return errdefs.New(errdefs.Conflict, "network with name %s already exists", n.Name)
+		}
+		if other.Bridge != "" && other.Bridge == n.Bridge {
+			return errdefs.New(errdefs.Conflict, "bridge name %s is already used by network %s", n.Bridge, other.Name)
+		}
+	}
+	if err := m.pickSubnet(n, subnet); err != nil {
+		return err
+	}
+	p, err := newPool(n.Subnet, n.IPRange, n.Gateway)
+	if err != nil {
+		return errdefs.Wrap(errdefs.InvalidParameter, err)
+	}
+	if err := ensureBridge(n); err != nil {
+		deleteLink(n.Bridge)
+		return errdefs.Wrap(errdefs.Forbidden, err)
+	}
+	if err := writeJSON(filepath.Join(m.netsDir(), n.ID+".json"), n, true); err != nil {
+		deleteLink(n.Bridge)
+		return err
+	}
+	m.nets[n.ID] = n
+	m.pools[n.ID] = p
+	return nil
 }
 
 func parseBool(v string) (bool, error) {
@@ -638,13 +652,13 @@ func (m *Manager) Setup(req SetupRequest) (_ *Sandbox, err error) {
 		n, lerr := m.lookupLocked(er.Network)
 		if lerr != nil {
 			m.mu.Unlock()
-			m.releaseLocked(sb)
+			m.releaseAddrs(sb)
 			return nil, lerr
 		}
 		ep, aerr := m.newEndpointLocked(n, sb, er, i)
 		if aerr != nil {
 			m.mu.Unlock()
-			m.releaseLocked(sb)
+			m.releaseAddrs(sb)
 			return nil, aerr
 		}
 		sb.Endpoints = append(sb.Endpoints, *ep)
@@ -657,7 +671,7 @@ func (m *Manager) Setup(req SetupRequest) (_ *Sandbox, err error) {
 			if perr != nil {
 				m.ports.releaseOwner(id)
 				m.mu.Unlock()
-				m.releaseLocked(sb)
+				m.releaseAddrs(sb)
 				return nil, errdefs.New(errdefs.Unknown, "driver failed programming external connectivity on endpoint %s (%s): %v", sb.Name, ep.EndpointID, perr)
 			}
 			sb.Ports = append(sb.Ports, PortMapping{Proto: r.proto, HostIP: r.hostIP, HostPort: res.key.port, CtrPort: r.ctrPort, CtrIP: ep.IP})
@@ -744,9 +758,8 @@ func dedupe(in []string) []string {
 	return out
 }
 
-// releaseLocked frees the addresses of a sandbox never registered (m.mu
-// not held).
-func (m *Manager) releaseLocked(sb *Sandbox) {
+// releaseAddrs frees the addresses of a sandbox never registered.
+func (m *Manager) releaseAddrs(sb *Sandbox) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, ep := range sb.Endpoints {
