@@ -79,21 +79,11 @@ func (m *Manager) configureNetworks(cfg *container.Config, hc *container.HostCon
 	}
 	primary := lookup(string(mode))
 	add := func(n *bnet.Network, es *network.EndpointSettings) error {
-		cp := &network.EndpointSettings{}
-		if es != nil {
-			if err := copyJSON(es, cp); err != nil {
-				return err
-			}
+		cp, err := endpointConfig(n, es)
+		if err == nil {
+			ns.Networks[n.Name] = cp
 		}
-		if cp.IPAMConfig != nil && cp.IPAMConfig.IPv4Address != "" && n.Name == bnet.NameBridge {
-			return errdefs.New(errdefs.InvalidParameter, "user specified IP address is supported on user defined networks only")
-		}
-		if len(cp.Aliases) > 0 && n.Name == bnet.NameBridge {
-			return errdefs.New(errdefs.InvalidParameter, "network-scoped alias is supported only for containers in user defined networks")
-		}
-		cp.NetworkID = n.ID
-		ns.Networks[n.Name] = cp
-		return nil
+		return err
 	}
 	var es *network.EndpointSettings
 	for _, ref := range []string{string(mode), primary.ID, primary.Name, network.NetworkDefault} {
@@ -120,6 +110,25 @@ func (m *Manager) configureNetworks(cfg *container.Config, hc *container.HostCon
 		}
 	}
 	return ns, warnings, nil
+}
+
+// endpointConfig copies the endpoint settings asked for on n, Docker's
+// checks applied.
+func endpointConfig(n *bnet.Network, es *network.EndpointSettings) (*network.EndpointSettings, error) {
+	cp := &network.EndpointSettings{}
+	if es != nil {
+		if err := copyJSON(es, cp); err != nil {
+			return nil, err
+		}
+	}
+	if cp.IPAMConfig != nil && cp.IPAMConfig.IPv4Address != "" && n.Name == bnet.NameBridge {
+		return nil, errdefs.New(errdefs.InvalidParameter, "user specified IP address is supported on user defined networks only")
+	}
+	if len(cp.Aliases) > 0 && n.Name == bnet.NameBridge {
+		return nil, errdefs.New(errdefs.InvalidParameter, "network-scoped alias is supported only for containers in user defined networks")
+	}
+	cp.NetworkID = n.ID
+	return cp, nil
 }
 
 // primaryNetwork is the network of the container's network mode, first of
@@ -369,46 +378,32 @@ func (m *Manager) ConnectNetwork(ref, netRef string, es *network.EndpointSetting
 			return errdefs.New(errdefs.Forbidden, "endpoint with name %s already exists in network %s", strings.TrimPrefix(rec.Name, "/"), n.Name)
 		}
 	}
-	cp := &network.EndpointSettings{}
-	if es != nil {
-		if err := copyJSON(es, cp); err != nil {
-			return err
-		}
+	cp, err := endpointConfig(n, es)
+	if err != nil {
+		return err
 	}
-	if cp.IPAMConfig != nil && cp.IPAMConfig.IPv4Address != "" && n.Name == bnet.NameBridge {
-		return errdefs.New(errdefs.InvalidParameter, "user specified IP address is supported on user defined networks only")
-	}
-	cp.NetworkID = n.ID
+	var sb *bnet.Sandbox
 	if isRunningState(rec.State.Status) {
 		er := bnet.EndpointRequest{Network: n.ID, Aliases: cp.Aliases}
 		if cp.IPAMConfig != nil {
 			er.IPv4 = cp.IPAMConfig.IPv4Address
 		}
-		sb, err := m.cfg.Network.Connect(rec.ID, er)
-		if err != nil {
+		if sb, err = m.cfg.Network.Connect(rec.ID, er); err != nil {
 			return err
 		}
-		m.mu.Lock()
-		if c.rec.NetworkSettings == nil {
-			c.rec.NetworkSettings = &container.NetworkSettings{}
-		}
-		if c.rec.NetworkSettings.Networks == nil {
-			c.rec.NetworkSettings.Networks = map[string]*network.EndpointSettings{}
-		}
-		c.rec.NetworkSettings.Networks[n.Name] = cp
-		applySandbox(&c.rec, sb)
-		m.mu.Unlock()
-	} else {
-		m.mu.Lock()
-		if c.rec.NetworkSettings == nil {
-			c.rec.NetworkSettings = &container.NetworkSettings{}
-		}
-		if c.rec.NetworkSettings.Networks == nil {
-			c.rec.NetworkSettings.Networks = map[string]*network.EndpointSettings{}
-		}
-		c.rec.NetworkSettings.Networks[n.Name] = cp
-		m.mu.Unlock()
 	}
+	m.mu.Lock()
+	if c.rec.NetworkSettings == nil {
+		c.rec.NetworkSettings = &container.NetworkSettings{}
+	}
+	if c.rec.NetworkSettings.Networks == nil {
+		c.rec.NetworkSettings.Networks = map[string]*network.EndpointSettings{}
+	}
+	c.rec.NetworkSettings.Networks[n.Name] = cp
+	if sb != nil {
+		applySandbox(&c.rec, sb)
+	}
+	m.mu.Unlock()
 	return m.save(c)
 }
 
