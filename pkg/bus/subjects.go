@@ -4,6 +4,8 @@
 //	apigw      --request-->  berth.v1.containers.<node>.<verb>   supervisor (queue group)
 //	apigw      --request-->  berth.v1.images.<node>.<verb>       supervisor
 //	apigw      --request-->  berth.v1.system.<node>.<verb>       supervisor
+//	apigw      --request-->  berth.v1.volumes.<node>.<verb>      supervisor
+//	apigw      <-request-->  _INBOX.<…>  supervisor (docker cp / export transfers, natsbus.Download, Upload)
 //	supervisor --request-->  berth.v1.shim.<node>.<id>.<verb>    one shim
 //	shim       --request-->  berth.v1.reports.<node>.<id>.<kind> supervisor (exit, oom)
 //	shim       --publish-->  berth.v1.io.<node>.<id>.out         apigw (attach)
@@ -30,6 +32,7 @@ const (
 	AreaContainers = "containers"
 	AreaImages     = "images"
 	AreaSystem     = "system"
+	AreaVolumes    = "volumes"
 )
 
 // Verbs of the container commands (apigw → supervisor).
@@ -45,6 +48,12 @@ const (
 	VerbList    = "list"
 	VerbPrune   = "prune"
 	VerbLogs    = "logs"
+	// docker cp, diff and export
+	VerbArchiveStat = "archive-stat"
+	VerbArchiveGet  = "archive-get"
+	VerbArchivePut  = "archive-put"
+	VerbExport      = "export"
+	VerbChanges     = "changes"
 )
 
 // Verbs of the image commands (apigw → supervisor).
@@ -54,6 +63,15 @@ const (
 	VerbImageTag     = "tag"
 	VerbImageRemove  = "remove"
 	VerbImageImport  = "import"
+)
+
+// Verbs of the volume commands (apigw → supervisor).
+const (
+	VerbVolumeCreate  = "create"
+	VerbVolumeList    = "list"
+	VerbVolumeInspect = "inspect"
+	VerbVolumeRemove  = "remove"
+	VerbVolumePrune   = "prune"
 )
 
 // Verbs of the system commands (apigw → supervisor).
@@ -90,6 +108,10 @@ const UploadsBucket = "berth-uploads"
 const (
 	HeaderStream = "Berth-Stream" // "stdout" or "stderr"
 	HeaderEOF    = "Berth-Eof"    // "1": the stream (stdout+stderr, or stdin) is closed
+	// On the transfer subjects (natsbus.Download and Upload): the error
+	// that ended a transfer, and a receiver's request to stop one.
+	HeaderError  = "Berth-Error"
+	HeaderCancel = "Berth-Cancel"
 )
 
 // Token checks that s can be used as one subject token.
@@ -111,6 +133,7 @@ func CommandsAll(node string) []string {
 		prefix + "." + AreaContainers + "." + node + ".*",
 		prefix + "." + AreaImages + "." + node + ".*",
 		prefix + "." + AreaSystem + "." + node + ".*",
+		prefix + "." + AreaVolumes + "." + node + ".*",
 	}
 }
 

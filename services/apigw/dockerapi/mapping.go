@@ -97,7 +97,7 @@ func ContainerInspect(c *dockermsg.Container) container.InspectResponse {
 				Data: map[string]string{},
 			},
 		},
-		Mounts: []container.MountPoint{},
+		Mounts: dockermsg.InspectMounts(c.Mounts),
 		Config: cfg,
 		NetworkSettings: &container.NetworkSettings{
 			Networks: map[string]*network.EndpointSettings{netMode: {}},
@@ -166,7 +166,7 @@ func ContainerSummary(c *dockermsg.Container, now time.Time) container.Summary {
 		NetworkSettings: &container.NetworkSettingsSummary{
 			Networks: map[string]*network.EndpointSettings{netMode: {}},
 		},
-		Mounts: []container.MountPoint{},
+		Mounts: dockermsg.InspectMounts(c.Mounts),
 	}
 	s.HostConfig.NetworkMode = netMode
 	return s

@@ -30,6 +30,7 @@ import (
 	"berth/services/supervisor/metrics"
 	"berth/services/supervisor/natsd"
 	"berth/services/supervisor/server"
+	"berth/services/supervisor/volumes"
 )
 
 // Config is the supervisor's configuration (its flags).
@@ -118,6 +119,7 @@ type Supervisor struct {
 	Conn       *nats.Conn
 	Containers *containers.Manager
 	Images     *image.Store
+	Volumes    *volumes.Store
 	Server     *server.Server
 	MetricsURL string
 
@@ -203,13 +205,19 @@ func Start(c Config) (_ *Supervisor, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("image store: %w", err)
 	}
+	s.Volumes, err = volumes.Open(filepath.Join(c.Root, "volumes"), log, func(action, name string, attrs map[string]string) {
+		srv.PublishEvent("volume", action, name, attrs)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("volume store: %w", err)
+	}
 	var met *metrics.Metrics
 	s.Containers, err = containers.New(containers.Config{
 		Root: c.Root, ExecRoot: c.ExecRoot, Node: c.Node,
 		ShimBin: c.Shim, RuntimeBin: c.Runtime,
 		NATSURL: s.NATSURL, NATSUser: c.NATSUser, NATSPass: c.NATSPassword,
 		ShimCredentials: shimCreds,
-		Images:          s.Images, Conn: s.Conn, Logger: log,
+		Images:          s.Images, Volumes: s.Volumes, Conn: s.Conn, Logger: log,
 		Event: srv.PublishEvent,
 		OnRunning: func(d time.Duration) {
 			if met != nil {
@@ -228,6 +236,7 @@ func Start(c Config) (_ *Supervisor, err error) {
 	srv.Metrics = met
 	srv.Containers = s.Containers
 	srv.Images = s.Images
+	srv.Volumes = s.Volumes
 	srv.Info = s.info
 	if err := srv.Start(); err != nil {
 		return nil, err
