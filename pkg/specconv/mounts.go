@@ -2,7 +2,9 @@ package specconv
 
 import (
 	"fmt"
+	"os"
 	"path"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -353,8 +355,14 @@ func specMounts(mps []dockermsg.MountPoint) ([]specs.Mount, string, error) {
 			}
 			switch prop {
 			case mount.PropagationShared, mount.PropagationRShared:
+				if err := sourcePropagation(m.Source, "shared"); err != nil {
+					return nil, "", err
+				}
 				rootProp = "rshared"
 			case mount.PropagationSlave, mount.PropagationRSlave:
+				if err := sourcePropagation(m.Source, "shared or slave"); err != nil {
+					return nil, "", err
+				}
 				if rootProp == "" {
 					rootProp = "rslave"
 				}
@@ -375,4 +383,33 @@ func specMounts(mps []dockermsg.MountPoint) ([]specs.Mount, string, error) {
 		}
 	}
 	return out, rootProp, nil
+}
+
+// sourcePropagation checks, like dockerd, that the host mount holding a
+// bind's source propagates as a shared (or slave) bind needs: a private
+// one would never pass anything on.
+func sourcePropagation(source, need string) error {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	if p, err := filepath.EvalSymlinks(source); err == nil {
+		source = p
+	}
+	best, fields := "", ""
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 7 {
+			continue
+		}
+		mp := f[4]
+		if (source == mp || mp == "/" || strings.HasPrefix(source, mp+"/")) && len(mp) >= len(best) {
+			best, fields = mp, strings.Join(f[6:], " ")
+		}
+	}
+	ok := strings.Contains(fields, "shared:") || (need != "shared" && strings.Contains(fields, "master:"))
+	if !ok {
+		return errdefs.New(errdefs.InvalidParameter, "path %s is mounted on %s but it is not a %s mount", source, best, need)
+	}
+	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -390,7 +391,8 @@ func (s *Store) RemoveAnonymous(name string) error {
 }
 
 // Prune is `docker volume prune`: unused volumes matching label and label!,
-// the anonymous ones only unless the filter all is true.
+// the anonymous ones only unless the filter all is true. Like Docker's, it
+// leaves volumes with mount options alone (their data is not here).
 func (s *Store) Prune(fm map[string][]string) (*dockermsg.VolumePruneResponse, error) {
 	f := toArgs(fm)
 	if err := f.Validate(map[string]bool{"label": true, "label!": true, "all": true}); err != nil {
@@ -416,7 +418,7 @@ func (s *Store) Prune(fm map[string][]string) (*dockermsg.VolumePruneResponse, e
 	sort.Strings(names)
 	for _, n := range names {
 		v := s.vols[n]
-		if len(v.refs) > 0 {
+		if len(v.refs) > 0 || len(v.rec.Options) > 0 {
 			continue
 		}
 		if _, anon := v.rec.Labels[AnonymousLabel]; !all && !anon {
@@ -436,6 +438,7 @@ func (s *Store) Prune(fm map[string][]string) (*dockermsg.VolumePruneResponse, e
 		resp.Deleted = append(resp.Deleted, n)
 		resp.SpaceReclaimed += uint64(size)
 	}
+	s.event("prune", "", map[string]string{"reclaimed": strconv.FormatUint(resp.SpaceReclaimed, 10)})
 	return resp, nil
 }
 
