@@ -69,13 +69,6 @@ func mkTar(t *testing.T, files map[string]string) []byte {
 	return buf.Bytes()
 }
 
-// waitOutput waits for a container to exit and returns its output.
-func waitOutput(t *testing.T, s *stack.Stack, name string) string {
-	t.Helper()
-	s.MustDocker("wait", name)
-	return s.MustDocker("logs", name)
-}
-
 func TestCpIntoAndOutOfRunningContainer(t *testing.T) {
 	s := shared(t)
 	dir := t.TempDir()

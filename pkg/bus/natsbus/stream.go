@@ -24,8 +24,9 @@ import (
 // NATS's default 1 MB payload limit).
 const ChunkSize = 256 << 10
 
-// Idle is how long a served transfer waits for its next request.
-const Idle = time.Minute
+// Idle is how long a served transfer waits for its next request (a
+// variable for tests).
+var Idle = time.Minute
 
 // transferCall is the time one request of a transfer may take.
 const transferCall = 2 * time.Minute
@@ -45,6 +46,7 @@ func headerError(h nats.Header) error {
 
 // server is the serving side of one transfer.
 type server struct {
+	mu    sync.Mutex // guards sub and timer until set up
 	sub   *nats.Subscription
 	once  sync.Once
 	timer *time.Timer
@@ -54,6 +56,8 @@ type server struct {
 func serve(nc *nats.Conn, end func(error), handle func(s *server, m *nats.Msg)) (string, error) {
 	s := &server{end: end}
 	inbox := nc.NewInbox()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.timer = time.AfterFunc(Idle, func() {
 		s.stop(errdefs.New(errdefs.Unavailable, "the transfer was abandoned: nothing asked for it in %s", Idle))
 	})
@@ -76,6 +80,8 @@ func serve(nc *nats.Conn, end func(error), handle func(s *server, m *nats.Msg)) 
 
 func (s *server) stop(err error) {
 	s.once.Do(func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
 		s.timer.Stop()
 		if s.sub != nil {
 			_ = s.sub.Unsubscribe()

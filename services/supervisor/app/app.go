@@ -21,6 +21,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 
 	"berth/pkg/bus"
@@ -233,6 +234,8 @@ func Start(c Config) (_ *Supervisor, err error) {
 		Event: func(action, id string, attrs map[string]string) { srv.PublishEvent("image", action, id, attrs) },
 	})
 	met = metrics.New(s.Containers.Counts, func() int { return s.Containers.Counts()["running"] + s.Containers.Counts()["paused"] })
+	met.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "berth_supervisor_volumes", Help: "Volumes (named and anonymous)."},
+		func() float64 { return float64(s.Volumes.Count()) }))
 	srv.Metrics = met
 	srv.Containers = s.Containers
 	srv.Images = s.Images

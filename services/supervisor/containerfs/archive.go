@@ -324,6 +324,9 @@ func Extract(r io.Reader, dir string, o ExtractOptions) error {
 		if err := createEntry(tr, h, p, dir); err != nil {
 			return err
 		}
+		if h.Typeflag == tar.TypeLink {
+			continue // the file it links to has its owner, mode and times
+		}
 		uid, gid := h.Uid, h.Gid
 		if o.Chown != nil {
 			uid, gid = o.Chown[0], o.Chown[1]
@@ -336,14 +339,14 @@ func Extract(r io.Reader, dir string, o ExtractOptions) error {
 				_ = unix.Lsetxattr(p, attr, []byte(v), 0)
 			}
 		}
-		if h.Typeflag != tar.TypeSymlink && h.Typeflag != tar.TypeLink {
+		if h.Typeflag != tar.TypeSymlink {
 			if err := os.Chmod(p, fileMode(h)); err != nil {
 				return err
 			}
 		}
 		if h.Typeflag == tar.TypeDir {
 			dirs = append(dirs, dirTime{p, h.ModTime})
-		} else if h.Typeflag != tar.TypeLink {
+		} else {
 			ts := []unix.Timeval{unix.NsecToTimeval(h.ModTime.UnixNano()), unix.NsecToTimeval(h.ModTime.UnixNano())}
 			_ = unix.Lutimes(p, ts)
 		}
@@ -375,7 +378,7 @@ func createEntry(tr *tar.Reader, h *tar.Header, p, dir string) error {
 			return nil
 		}
 		return os.Mkdir(p, 0o755)
-	case tar.TypeReg, tar.TypeRegA:
+	case tar.TypeReg:
 		f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY|unix.O_NOFOLLOW, 0o600)
 		if err != nil {
 			return err
