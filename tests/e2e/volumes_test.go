@@ -230,6 +230,16 @@ func TestVolumeCopyUp(t *testing.T) {
 	// a volume with content is left as it is
 	s.MustDocker("run", "--rm", "-v", kept+":/v", "busybox", "touch", "/v/mine")
 	wantDocker(t, s, "mine", "", 0, "run", "--rm", "-v", kept+":/etc", "busybox", "ls", "/etc")
+	// docker cp into a volume of a container that never ran: the image's
+	// content is there too, as Docker fills the volume at create
+	early, c0 := uniq("early"), uniq("early")
+	defer s.Docker("volume", "rm", "-f", early)
+	s.MustDocker("create", "--name", c0, "-v", early+":/etc", "busybox", "sh", "-c", "ls /etc | grep -c -e passwd -e added")
+	defer s.Docker("rm", "-f", c0)
+	f := filepath.Join(t.TempDir(), "added")
+	os.WriteFile(f, []byte("a"), 0o644)
+	s.MustDocker("cp", f, c0+":/etc/added")
+	wantDocker(t, s, "2", "", 0, "start", "-a", c0)
 	// an image VOLUME gets an anonymous volume filled from the image
 	img := uniq("volimg")
 	s.DockerIn(busyboxTar(t), "import", "-c", `CMD ["sh"]`, "-c", "VOLUME /etc", "-", img)

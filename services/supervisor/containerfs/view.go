@@ -25,6 +25,9 @@ type Bind struct {
 	Source      string // host path
 	Destination string // path in the container
 	ReadOnly    bool
+	// CopyUp fills an empty Source with the root's content at Destination
+	// first (a volume of a container that never started: see CopyUp).
+	CopyUp bool
 }
 
 // Config says what the view shows.
@@ -102,6 +105,13 @@ func setup(c Config) error {
 }
 
 func bind(root string, b Bind) error {
+	if b.CopyUp {
+		if ents, err := os.ReadDir(b.Source); err == nil && len(ents) == 0 {
+			if err := CopyUp(root, b.Destination, b.Source); err != nil {
+				return fmt.Errorf("copying the image's content at %s into its volume: %w", b.Destination, err)
+			}
+		}
+	}
 	st, err := os.Stat(b.Source)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {

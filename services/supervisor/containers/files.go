@@ -13,6 +13,7 @@ import (
 
 	"berth/pkg/bus/dockermsg"
 	"berth/pkg/errdefs"
+	"berth/pkg/securejoin"
 	"berth/pkg/specconv"
 	"berth/services/supervisor/containerfs"
 )
@@ -92,6 +93,20 @@ func (m *Manager) openView(ref string, binds bool) (c *ctr, v *containerfs.View,
 		cfg.Overlay = m.overlayData(id, m.cfg.Images.LayerDirs(img))
 	}
 	var mounted []string // volumes mounted for the view (mount options)
+	release := func() {
+		for _, n := range mounted {
+			m.cfg.Volumes.Unmount(n, id+"/view")
+		}
+		if madeBundle {
+			_ = os.RemoveAll(m.bundle(id))
+		}
+	}
+	defer func() {
+		if err != nil {
+			release()
+		}
+	}()
+	copied := false
 	if binds {
 		for _, mp := range rec.Mounts {
 			src := mp.Source
@@ -105,13 +120,22 @@ func (m *Manager) openView(ref string, binds bool) (c *ctr, v *containerfs.View,
 				}
 				mounted = append(mounted, mp.Name)
 				if mp.Subpath != "" {
-					src = filepath.Join(src, mp.Subpath)
+					// the volume's content is the containers': resolved
+					// inside it
+					if src, err = securejoin.Join(src, mp.Subpath); err != nil {
+						return nil, nil, nil, err
+					}
 				}
 			case mount.TypeBind:
 			default:
 				continue // tmpfs: only the container has its content
 			}
-			cfg.Binds = append(cfg.Binds, containerfs.Bind{Source: src, Destination: mp.Destination, ReadOnly: !mp.RW})
+			// a volume of a container that never ran gets the image's
+			// content before anything is copied in or out (Docker fills it
+			// at create)
+			copyUp := mp.Type == mount.TypeVolume && mp.CopyData
+			copied = copied || copyUp
+			cfg.Binds = append(cfg.Binds, containerfs.Bind{Source: src, Destination: mp.Destination, ReadOnly: !mp.RW, CopyUp: copyUp})
 		}
 		for dst, src := range map[string]string{"/etc/hostname": rec.HostnamePath, "/etc/hosts": rec.HostsPath, "/etc/resolv.conf": rec.ResolvConfPath} {
 			if src != "" && !hasMountFor(rec.Mounts, dst) {
@@ -119,18 +143,12 @@ func (m *Manager) openView(ref string, binds bool) (c *ctr, v *containerfs.View,
 			}
 		}
 	}
-	release := func() {
-		for _, n := range mounted {
-			m.cfg.Volumes.Unmount(n, id+"/view")
-		}
-		if madeBundle {
-			_ = os.RemoveAll(m.bundle(id))
-		}
-	}
 	v, err = containerfs.Open(cfg)
 	if err != nil {
-		release()
 		return nil, nil, nil, err
+	}
+	if copied {
+		m.copiedUp(c)
 	}
 	return c, v, func() {
 		v.Close()

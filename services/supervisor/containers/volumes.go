@@ -139,15 +139,6 @@ func (m *Manager) setupMounts(rec *dockermsg.Container, rootfs string) ([]docker
 				m.teardownMounts(rec)
 				return nil, err
 			}
-			if mp.CopyData {
-				if ents, err := os.ReadDir(dir); err == nil && len(ents) == 0 {
-					if err := containerfs.CopyUp(rootfs, mp.Destination, dir); err != nil {
-						m.teardownMounts(rec)
-						return nil, fmt.Errorf("copying the image's content into volume %s: %w", mp.Name, err)
-					}
-				}
-				copied = append(copied, mp.Destination)
-			}
 			mp.Source = dir
 			if mp.Subpath != "" {
 				sub, err := securejoin.Join(dir, mp.Subpath)
@@ -160,10 +151,20 @@ func (m *Manager) setupMounts(rec *dockermsg.Container, rootfs string) ([]docker
 				}
 				mp.Source = sub
 			}
+			if mp.CopyData {
+				if ents, err := os.ReadDir(mp.Source); err == nil && len(ents) == 0 {
+					if err := containerfs.CopyUp(rootfs, mp.Destination, mp.Source); err != nil {
+						m.teardownMounts(rec)
+						return nil, fmt.Errorf("copying the image's content into volume %s: %w", mp.Name, err)
+					}
+				}
+				copied = append(copied, mp.Destination)
+			}
 		}
 	}
 	if len(copied) > 0 {
-		// copied once: later starts use what the volume holds
+		// copied once: later starts use what the volume holds (the
+		// start saves the record)
 		m.mu.Lock()
 		if c := m.byID[id]; c != nil {
 			for i := range c.rec.Mounts {
@@ -177,6 +178,21 @@ func (m *Manager) setupMounts(rec *dockermsg.Container, rootfs string) ([]docker
 		m.mu.Unlock()
 	}
 	return out, nil
+}
+
+// copiedUp records that a view filled the container's volumes (containerfs
+// Bind.CopyUp) so that its first start does not.
+func (m *Manager) copiedUp(c *ctr) {
+	m.mu.Lock()
+	for i := range c.rec.Mounts {
+		if c.rec.Mounts[i].Type == mount.TypeVolume {
+			c.rec.Mounts[i].CopyData = false
+		}
+	}
+	m.mu.Unlock()
+	if err := m.save(c); err != nil {
+		m.log.Error("saving record", "id", c.rec.ID, "err", err)
+	}
 }
 
 // teardownMounts ends a run's use of its volumes (Mount).
