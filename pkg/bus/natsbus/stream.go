@@ -22,13 +22,13 @@ import (
 
 // ChunkSize is the most data one transfer message carries (well under
 // NATS's default 1 MB payload limit).
-const ChunkSize = 256 << 10
+const ChunkSize = 512 << 10
 
 // Idle is how long a served transfer waits for its next request (a
 // variable for tests).
 var Idle = time.Minute
 
-// transferCall is the time one request of a transfer may take.
+// transferCall is the time one answer of a transfer may take.
 const transferCall = 2 * time.Minute
 
 func errorHeader(err error) string { return string(bus.EncodeReply(nil, err)) }
@@ -143,8 +143,8 @@ func ServeUpload(nc *nats.Conn, w *io.PipeWriter, done <-chan error) (string, er
 	})
 }
 
-// Download reads a transfer served by ServeDownload. Closing the reader
-// before the end cancels the transfer.
+// Download reads a transfer served by ServeDownload, Window chunks asked
+// for ahead. Closing the reader before the end cancels the transfer.
 func Download(ctx context.Context, nc *nats.Conn, subject string) io.ReadCloser {
 	return &downloader{ctx: ctx, nc: nc, subject: subject}
 }
@@ -153,6 +153,7 @@ type downloader struct {
 	ctx     context.Context
 	nc      *nats.Conn
 	subject string
+	replies *windowed
 	buf     []byte
 	err     error // after buf: io.EOF or the transfer's error
 }
@@ -162,18 +163,33 @@ func (d *downloader) Read(p []byte) (int, error) {
 		if d.err != nil {
 			return 0, d.err
 		}
-		ctx, cancel := context.WithTimeout(d.ctx, transferCall)
-		m, err := d.nc.RequestWithContext(ctx, d.subject, nil)
-		cancel()
+		if d.replies == nil {
+			if d.replies, d.err = newWindowed(d.nc); d.err != nil {
+				return 0, d.err
+			}
+			for i := 0; i < Window && d.err == nil; i++ {
+				d.err = d.replies.send(nats.NewMsg(d.subject))
+			}
+			if d.err != nil {
+				return 0, d.err
+			}
+		}
+		m, err := d.replies.next(d.ctx)
 		if err != nil {
-			d.err = unavailable(err)
-			return 0, d.err
+			d.err = err
+			return 0, err
 		}
 		d.buf = m.Data
-		if m.Header.Get(bus.HeaderEOF) != "" {
+		switch {
+		case m.Header.Get(bus.HeaderEOF) != "":
 			d.err = io.EOF
-		} else if herr := headerError(m.Header); herr != nil {
-			d.err = herr
+		case headerError(m.Header) != nil:
+			d.err = headerError(m.Header)
+		default:
+			d.err = d.replies.send(nats.NewMsg(d.subject)) // keep Window asked for
+		}
+		if d.err != nil {
+			d.replies.close()
 		}
 	}
 	n := copy(p, d.buf)
@@ -186,6 +202,9 @@ func (d *downloader) Close() error {
 		d.err = errors.New("closed")
 		cancelTransfer(d.nc, d.subject)
 	}
+	if d.replies != nil {
+		d.replies.close()
+	}
 	return nil
 }
 
@@ -197,9 +216,73 @@ func cancelTransfer(nc *nats.Conn, subject string) {
 	_, _ = nc.RequestMsgWithContext(ctx, m)
 }
 
-// Upload sends r to a transfer served by ServeUpload and returns the
-// server's result. A read error of r cancels the transfer.
+// Window is how many requests of a transfer are in flight at once: the
+// transfer, the reading and the writing of chunks overlap.
+const Window = 4
+
+// windowed sends requests of a transfer without waiting for each answer;
+// the answers come back in order on one inbox.
+type windowed struct {
+	nc      *nats.Conn
+	inbox   string
+	sub     *nats.Subscription
+	replies chan *nats.Msg
+}
+
+func newWindowed(nc *nats.Conn) (*windowed, error) {
+	w := &windowed{nc: nc, inbox: nc.NewInbox(), replies: make(chan *nats.Msg, 2*Window)}
+	sub, err := nc.ChanSubscribe(w.inbox, w.replies)
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	w.sub = sub
+	return w, nil
+}
+
+func (w *windowed) send(m *nats.Msg) error {
+	m.Reply = w.inbox
+	if err := w.nc.PublishMsg(m); err != nil {
+		return unavailable(err)
+	}
+	return nil
+}
+
+func (w *windowed) next(ctx context.Context) (*nats.Msg, error) {
+	t := time.NewTimer(transferCall)
+	defer t.Stop()
+	select {
+	case m := <-w.replies:
+		if m.Header.Get("Status") == "503" {
+			return nil, unavailable(nats.ErrNoResponders)
+		}
+		return m, nil
+	case <-t.C:
+		return nil, unavailable(nats.ErrTimeout)
+	case <-ctx.Done():
+		return nil, unavailable(ctx.Err())
+	}
+}
+
+func (w *windowed) close() { _ = w.sub.Unsubscribe() }
+
+// Upload sends r to a transfer served by ServeUpload, Window chunks in
+// flight, and returns the server's result. A read error of r cancels the
+// transfer.
 func Upload(ctx context.Context, nc *nats.Conn, subject string, r io.Reader) error {
+	w, err := newWindowed(nc)
+	if err != nil {
+		return err
+	}
+	defer w.close()
+	inflight := 0
+	await := func() error {
+		m, err := w.next(ctx)
+		if err != nil {
+			return err
+		}
+		inflight--
+		return bus.DecodeReply(m.Data, nil)
+	}
 	buf := make([]byte, ChunkSize)
 	for {
 		n, rerr := io.ReadFull(r, buf)
@@ -208,19 +291,28 @@ func Upload(ctx context.Context, nc *nats.Conn, subject string, r io.Reader) err
 			cancelTransfer(nc, subject)
 			return errdefs.New(errdefs.InvalidParameter, "reading the request body: %v", rerr)
 		}
+		for inflight >= Window {
+			if err := await(); err != nil {
+				return err
+			}
+		}
 		m := nats.NewMsg(subject)
-		m.Data = buf[:n]
+		m.Data = buf[:n] // PublishMsg copies it out
 		if eof {
 			m.Header.Set(bus.HeaderEOF, "1")
 		}
-		cctx, cancel := context.WithTimeout(ctx, transferCall)
-		reply, err := nc.RequestMsgWithContext(cctx, m)
-		cancel()
-		if err != nil {
-			return unavailable(err)
-		}
-		if err := bus.DecodeReply(reply.Data, nil); err != nil || eof {
+		if err := w.send(m); err != nil {
 			return err
+		}
+		inflight++
+		if eof {
+			// answers come in order: the last one is the result
+			for inflight > 0 {
+				if err := await(); err != nil {
+					return err
+				}
+			}
+			return nil
 		}
 	}
 }
