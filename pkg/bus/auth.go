@@ -137,6 +137,7 @@ func APIGWPermissions() Permissions {
 			prefix + "." + AreaImages + ".*.*",
 			prefix + "." + AreaSystem + ".*.*",
 			prefix + "." + AreaVolumes + ".*.*",
+			prefix + "." + AreaNetworks + ".*.*",
 			prefix + ".io.*.*.in",
 			prefix + ".shim.*.*." + ShimResize,
 			"$O." + UploadsBucket + ".>",

@@ -6,6 +6,7 @@
 //	apigw      --request-->  berth.v1.system.<node>.<verb>       supervisor
 //	apigw      --request-->  berth.v1.volumes.<node>.<verb>      supervisor
 //	apigw      <-request-->  _INBOX.<…>  supervisor (docker cp / export transfers, natsbus.Download, Upload)
+//	apigw      --request-->  berth.v1.networks.<node>.<verb>     supervisor
 //	supervisor --request-->  berth.v1.shim.<node>.<id>.<verb>    one shim
 //	shim       --request-->  berth.v1.reports.<node>.<id>.<kind> supervisor (exit, oom)
 //	shim       --publish-->  berth.v1.io.<node>.<id>.out         apigw (attach)
@@ -33,6 +34,7 @@ const (
 	AreaImages     = "images"
 	AreaSystem     = "system"
 	AreaVolumes    = "volumes"
+	AreaNetworks   = "networks"
 )
 
 // Verbs of the container commands (apigw → supervisor).
@@ -78,6 +80,17 @@ const (
 const (
 	VerbInfo = "info"
 	VerbPing = "ping"
+)
+
+// Verbs of the network commands (apigw → supervisor).
+const (
+	VerbNetworkCreate     = "create"
+	VerbNetworkList       = "list"
+	VerbNetworkInspect    = "inspect"
+	VerbNetworkRemove     = "remove"
+	VerbNetworkConnect    = "connect"
+	VerbNetworkDisconnect = "disconnect"
+	VerbNetworkPrune      = "prune"
 )
 
 // Verbs a shim answers (supervisor → shim).
@@ -134,6 +147,7 @@ func CommandsAll(node string) []string {
 		prefix + "." + AreaImages + "." + node + ".*",
 		prefix + "." + AreaSystem + "." + node + ".*",
 		prefix + "." + AreaVolumes + "." + node + ".*",
+		prefix + "." + AreaNetworks + "." + node + ".*",
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"berth/pkg/image"
 	"berth/services/supervisor/containers"
 	"berth/services/supervisor/metrics"
+	"berth/services/supervisor/network"
 	"berth/services/supervisor/volumes"
 )
 
@@ -38,6 +39,7 @@ type Server struct {
 	Metrics    *metrics.Metrics
 	Log        *slog.Logger
 	Info       func() bus.Info
+	Networks   *network.Manager // nil: no bridge networking
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -137,6 +139,7 @@ var stateChanging = map[string]bool{
 	"containers.restart": true, "containers.remove": true, "containers.rename": true, "containers.prune": true,
 	"images.tag": true, "images.remove": true, "images.import": true,
 	"volumes.create": true, "volumes.remove": true, "volumes.prune": true,
+	"networks.create": true, "networks.remove": true, "networks.connect": true, "networks.disconnect": true, "networks.prune": true,
 }
 
 func (s *Server) handleCommand(m *nats.Msg) {
@@ -191,6 +194,8 @@ func (s *Server) dispatch(area, verb string, m *nats.Msg) (any, error) {
 		return s.imageCommand(ctx, verb, m)
 	case bus.AreaVolumes:
 		return s.volumeCommand(verb, m)
+	case bus.AreaNetworks:
+		return s.networkCommand(verb, m)
 	case bus.AreaSystem:
 		switch verb {
 		case bus.VerbPing:
