@@ -35,6 +35,9 @@ func ParseMounts(cfg *container.Config, hc *container.HostConfig, exists func(st
 		if _, tmpfs := hc.Tmpfs[mp.Destination]; byDest[mp.Destination] || tmpfs {
 			return nil, duplicateMountPoint(mp.Destination)
 		}
+		if mp.Type == mount.TypeVolume {
+			mp.Driver = hc.VolumeDriver // --volume-driver
+		}
 		byDest[mp.Destination] = true
 		out = append(out, mp)
 	}
@@ -59,7 +62,7 @@ func ParseMounts(cfg *container.Config, hc *container.HostConfig, exists func(st
 				return nil, errdefs.New(errdefs.InvalidParameter, "invalid volume specification: '%s': %v", v, err)
 			}
 			byDest[dst] = true
-			out = append(out, dockermsg.MountPoint{Type: mount.TypeVolume, Destination: dst, RW: true, Anonymous: true, CopyData: true})
+			out = append(out, dockermsg.MountPoint{Type: mount.TypeVolume, Destination: dst, Driver: hc.VolumeDriver, RW: true, Anonymous: true, CopyData: true})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Destination < out[j].Destination })

@@ -76,13 +76,13 @@ func (s *Server) containerExport(w http.ResponseWriter, r *http.Request) {
 
 // download asks the supervisor for a tar and streams it to the client.
 func (s *Server) download(w http.ResponseWriter, r *http.Request, verb string, req dockermsg.ArchiveRequest) {
-	var resp dockermsg.ArchiveResponse
-	if err := s.call(r, bus.AreaContainers, verb, req, &resp); err != nil {
+	nc, err := s.conn()
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	nc, err := s.conn()
-	if err != nil {
+	var resp dockermsg.ArchiveResponse
+	if err := s.call(r, bus.AreaContainers, verb, req, &resp); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -91,13 +91,13 @@ func (s *Server) download(w http.ResponseWriter, r *http.Request, verb string, r
 	setPathStat(w, resp.Stat)
 	w.Header().Set("Content-Type", "application/x-tar")
 	w.WriteHeader(http.StatusOK)
-	if _, err := io.Copy(flushWriter{w}, body); err != nil {
+	if _, err := io.CopyBuffer(flushWriter{w}, body, make([]byte, natsbus.ChunkSize)); err != nil {
 		// too late for a status: the client sees a truncated tar
 		s.log.Warn("streaming a container's files", "verb", verb, "id", req.ID, "err", err)
 	}
 }
 
-// flushWriter sends every chunk on at once.
+// flushWriter sends every chunk on at once (the copy's buffer is a chunk).
 type flushWriter struct{ w http.ResponseWriter }
 
 func (f flushWriter) Write(p []byte) (int, error) {
@@ -114,13 +114,13 @@ func (s *Server) containerArchivePut(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	var resp dockermsg.ArchiveResponse
-	if err := s.call(r, bus.AreaContainers, bus.VerbArchivePut, req, &resp); err != nil {
+	nc, err := s.conn()
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	nc, err := s.conn()
-	if err != nil {
+	var resp dockermsg.ArchiveResponse
+	if err := s.call(r, bus.AreaContainers, bus.VerbArchivePut, req, &resp); err != nil {
 		s.fail(w, r, err)
 		return
 	}

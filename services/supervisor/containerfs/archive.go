@@ -340,8 +340,8 @@ func Extract(r io.Reader, dir string, o ExtractOptions) error {
 			}
 		}
 		if h.Typeflag != tar.TypeSymlink {
-			if err := os.Chmod(p, fileMode(h)); err != nil {
-				return err
+			if err := unix.Chmod(p, uint32(h.Mode&0o7777)); err != nil {
+				return &os.PathError{Op: "chmod", Path: p, Err: err}
 			}
 		}
 		if h.Typeflag == tar.TypeDir {
@@ -355,20 +355,6 @@ func Extract(r io.Reader, dir string, o ExtractOptions) error {
 		_ = os.Chtimes(dirs[i].path, dirs[i].t, dirs[i].t)
 	}
 	return nil
-}
-
-func fileMode(h *tar.Header) os.FileMode {
-	m := os.FileMode(h.Mode & 0o777)
-	if h.Mode&0o4000 != 0 {
-		m |= os.ModeSetuid
-	}
-	if h.Mode&0o2000 != 0 {
-		m |= os.ModeSetgid
-	}
-	if h.Mode&0o1000 != 0 {
-		m |= os.ModeSticky
-	}
-	return m
 }
 
 func createEntry(tr *tar.Reader, h *tar.Header, p, dir string) error {

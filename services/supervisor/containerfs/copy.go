@@ -39,25 +39,11 @@ func CopyUp(root, dest, vol string) error {
 	if err := os.Lchown(vol, int(st.Uid), int(st.Gid)); err != nil {
 		return err
 	}
-	return os.Chmod(vol, os.FileMode(st.Mode&0o777)|specialBits(st.Mode))
+	return unix.Chmod(vol, st.Mode&0o7777)
 }
 
 type copier struct {
 	links map[[2]uint64]string // (dev, inode) → first copy, for hard links
-}
-
-func specialBits(mode uint32) os.FileMode {
-	var m os.FileMode
-	if mode&unix.S_ISUID != 0 {
-		m |= os.ModeSetuid
-	}
-	if mode&unix.S_ISGID != 0 {
-		m |= os.ModeSetgid
-	}
-	if mode&unix.S_ISVTX != 0 {
-		m |= os.ModeSticky
-	}
-	return m
 }
 
 // copy copies one entry (a directory with its content), never following
@@ -70,7 +56,6 @@ func (c *copier) copy(src, dst string) error {
 		}
 		return err
 	}
-	mode := os.FileMode(st.Mode&0o777) | specialBits(st.Mode)
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFDIR:
 		if err := os.Mkdir(dst, 0o700); err != nil {
@@ -116,8 +101,8 @@ func (c *copier) copy(src, dst string) error {
 		if caps, err := getxattr(src, "security.capability"); err == nil && len(caps) > 0 {
 			_ = unix.Lsetxattr(dst, "security.capability", caps, 0)
 		}
-		if err := os.Chmod(dst, mode); err != nil {
-			return err
+		if err := unix.Chmod(dst, st.Mode&0o7777); err != nil {
+			return &os.PathError{Op: "chmod", Path: dst, Err: err}
 		}
 	}
 	at, mt := time.Unix(st.Atim.Unix()), time.Unix(st.Mtim.Unix())
