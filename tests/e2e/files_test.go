@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -73,6 +74,7 @@ func TestCpIntoAndOutOfRunningContainer(t *testing.T) {
 	s := shared(t)
 	dir := t.TempDir()
 	c := uniq("cprun")
+	since := time.Now().Unix()
 	// the container waits for the file docker cp brings, then prints it
 	s.MustDocker("run", "-d", "--name", c, "busybox", "sh", "-c", "while [ ! -f /tmp/in/f.txt ]; do sleep 0.05; done; cat /tmp/in/f.txt; echo made > /tmp/out.txt; sleep 300")
 	defer s.Docker("rm", "-f", c)
@@ -123,6 +125,12 @@ func TestCpIntoAndOutOfRunningContainer(t *testing.T) {
 	}
 	if resp.StatusCode != 200 || json.Unmarshal(raw, &st) != nil || st.Name != "f.txt" || st.Size != 14 || st.Mode != 0o640 {
 		t.Fatalf("HEAD archive: %d %s", resp.StatusCode, raw)
+	}
+	// Docker's events for copies
+	evs := s.MustDocker("events", "--since", fmt.Sprint(since), "--until", fmt.Sprint(time.Now().Unix()+1),
+		"--filter", "container="+c, "--filter", "event=extract-to-dir", "--filter", "event=archive-path", "--format", "{{.Action}}")
+	if n1, n2 := strings.Count(evs, "extract-to-dir"), strings.Count(evs, "archive-path"); n1 != 2 || n2 < 3 {
+		t.Fatalf("events: %d extract-to-dir (want 2), %d archive-path (want at least 3):\n%s", n1, n2, evs)
 	}
 }
 
@@ -199,7 +207,7 @@ func TestCpVolumesBindsAndSymlinks(t *testing.T) {
 	vol, c := uniq("cpvol"), uniq("cpvol")
 	defer s.Docker("volume", "rm", "-f", vol)
 	s.MustDocker("run", "-d", "--name", c, "-v", vol+":/v", "-v", host+":/h", "busybox", "sh", "-c",
-		"ln -s / /tmp/root; ln -s ../../../../../../.. /tmp/up; ln -s /v /tmp/tovol; hostname > /tmp/name; touch /tmp/ready; sleep 300")
+		"ln -s / /tmp/root; ln -s ../../../../../../.. /tmp/up; ln -s /v /tmp/tovol; hostname > /tmp/name; ln -s name /tmp/namelink; touch /tmp/ready; sleep 300")
 	defer s.Docker("rm", "-f", c)
 	for i := 0; i < 100; i++ {
 		if _, _, code := s.Docker("cp", c+":/tmp/ready", "-"); code == 0 {
@@ -240,10 +248,13 @@ func TestCpVolumesBindsAndSymlinks(t *testing.T) {
 	if _, _, code := s.Docker("cp", c+":/tmp/"+marker, "-"); code != 0 {
 		t.Fatal("the file copied through ../../.. is not in the container's /tmp")
 	}
-	// a symlink itself is copied as a symlink
+	// a symlink itself is copied as a symlink; with -L, what it points to
 	_, h := tarFile(t, s.MustDocker("cp", c+":/tmp/root", "-")+"\n", "root")
 	if h.Typeflag != tar.TypeSymlink || h.Linkname != "/" {
 		t.Fatalf("the symlink /tmp/root came out as %+v", h)
+	}
+	if got, _ := tarFile(t, s.MustDocker("cp", "-L", c+":/tmp/namelink", "-")+"\n", "name"); got != want { // the link target, under its own name on stdout
+		t.Fatalf("cp -L of a symlink: %q, want %q", got, want)
 	}
 }
 
