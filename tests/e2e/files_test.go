@@ -226,10 +226,14 @@ func TestCpVolumesBindsAndSymlinks(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(host, "file.txt")); string(b) != "data\n" {
 		t.Fatalf("cp into the bind mount: %q", b)
 	}
-	// through a symlink into the volume
+	// through a symlink into the volume, and out of it: "link/" is the
+	// directory it points to
 	wantDocker(t, s, "", "", 0, "cp", f, c+":/tmp/tovol/second.txt")
 	if _, err := os.Stat(filepath.Join(volumeDir(s, vol), "second.txt")); err != nil {
 		t.Fatalf("cp through a symlink to the volume: %v", err)
+	}
+	if got := strings.Join(tarList(t, s.MustDocker("cp", c+":/tmp/tovol/", "-")+"\n"), ","); got != "tovol/,tovol/file.txt,tovol/second.txt" {
+		t.Fatalf("cp out of link/: %s", got)
 	}
 	// symlinks never lead out of the container: / is its root
 	name := s.MustDocker("cp", c+":/tmp/name", "-")

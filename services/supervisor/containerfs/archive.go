@@ -80,11 +80,16 @@ func Archive(w io.Writer, path string) error {
 	if err != nil {
 		return err
 	}
-	rebase := filepath.Base(AbsPath(path))
+	abs := AbsPath(path)
+	rebase := filepath.Base(abs)
 	tw := tar.NewWriter(w)
 	a := &archiver{tw: tw, links: map[[2]uint64]string{}}
 	if st.Mode.IsDir() {
-		err = a.tree(filepath.Clean(resolved), rebase)
+		// a directory named through a symlink ("link/"): its content
+		var dir string
+		if dir, err = securejoin.Join("/", abs); err == nil {
+			err = a.tree(dir, rebase)
+		}
 	} else {
 		err = a.add(filepath.Clean(resolved), rebase)
 	}
