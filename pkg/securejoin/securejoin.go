@@ -1,5 +1,3 @@
-// Package securejoin resolves a path inside a root directory the way the
-// kernel would if that directory were "/", so that no symlink can lead out.
 package securejoin
 
 import (
@@ -9,9 +7,9 @@ import (
 	"strings"
 )
 
-// Join resolves unsafe inside root, following symlinks as if root were
-// "/", so a symlink in the image can never point a mount (or a copy) outside
-// the container's root filesystem. Missing components are kept as they are.
+// Join resolves unsafe inside root, following symlinks as if root
+// were "/", so a symlink in the image can never point a mount outside the
+// container's root filesystem.
 func Join(root, unsafe string) (string, error) {
 	var resolved string // relative to root, always clean and inside
 	rest := filepath.Clean("/" + unsafe)
