@@ -124,6 +124,7 @@ func (m *Manager) cleanupRun(id string) {
 			break
 		}
 	}
+	m.unmountShm(id)
 	if isMountPoint(target) {
 		// never delete through a mount: that would reach the container's data
 		m.log.Error("the container's rootfs is still mounted; bundle kept", "id", id, "path", target)
@@ -267,7 +268,11 @@ func (m *Manager) launch(ctx context.Context, rec *dockermsg.Container) (int, er
 	if err != nil {
 		return 0, err
 	}
-	spec, err := specconv.Spec(specconv.Options{ID: id, Config: rec.Config, HostConfig: rec.HostConfig, Rootfs: m.rootfs(id), EtcFiles: etc})
+	opts := specconv.Options{ID: id, Config: rec.Config, HostConfig: rec.HostConfig, Rootfs: m.rootfs(id), EtcFiles: etc}
+	if err := m.namespaceOptions(rec.HostConfig, id, &opts); err != nil {
+		return 0, err
+	}
+	spec, err := specconv.Spec(opts)
 	if err != nil {
 		return 0, err
 	}

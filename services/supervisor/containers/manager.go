@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -403,6 +402,10 @@ func (m *Manager) Create(req *dockermsg.CreateRequest) (*dockermsg.CreateRespons
 	if err := validateHostConfig(hc); err != nil {
 		return nil, err
 	}
+	warnings := specconv.AdaptHostConfig(hc)
+	if err := m.resolveSharedNamespaces(hc); err != nil {
+		return nil, err
+	}
 	id := NewID()
 	if cfg.Hostname == "" {
 		cfg.Hostname = shortID(id)
@@ -476,7 +479,10 @@ func (m *Manager) Create(req *dockermsg.CreateRequest) (*dockermsg.CreateRespons
 	}
 	m.mu.Unlock()
 	m.event(c, "create")
-	return &dockermsg.CreateResponse{ID: id, Warnings: []string{}}, nil
+	if warnings == nil {
+		warnings = []string{}
+	}
+	return &dockermsg.CreateResponse{ID: id, Warnings: warnings}, nil
 }
 
 // prepare makes, right after the create, what the first start needs in the
@@ -545,33 +551,14 @@ func validateHostConfig(hc *container.HostConfig) error {
 			return errdefs.New(errdefs.InvalidParameter, "can't create 'AutoRemove' container with restart policy")
 		}
 	}
-	r := hc.Resources
-	if r.Memory < 0 || (r.Memory > 0 && r.Memory < 6*1024*1024) {
-		return errdefs.New(errdefs.InvalidParameter, "Minimum memory limit allowed is 6MB")
+	if err := specconv.ValidateResources(&hc.Resources, false); err != nil {
+		return err
 	}
-	if r.Memory > 0 && r.MemorySwap > 0 && r.MemorySwap < r.Memory {
-		return errdefs.New(errdefs.InvalidParameter, "Minimum memoryswap limit should be larger than memory limit, see usage")
+	if err := specconv.ValidateModes(hc); err != nil {
+		return err
 	}
-	if r.MemorySwap != 0 && r.MemorySwap != -1 && r.Memory == 0 {
-		return errdefs.New(errdefs.InvalidParameter, "You should always set the Memory limit when using Memoryswap limit, see usage")
-	}
-	if r.NanoCPUs != 0 && (r.CPUPeriod != 0 || r.CPUQuota != 0) {
-		return errdefs.New(errdefs.InvalidParameter, "Conflicting options: Nano CPUs and CPU Period cannot both be set")
-	}
-	if n := int64(runtime.NumCPU()); r.NanoCPUs < 0 || r.NanoCPUs > n*1e9 {
-		return errdefs.New(errdefs.InvalidParameter, "Range of CPUs is from 0.01 to %d.00, as there are only %d CPUs available", n, n)
-	}
-	if r.CPUShares < 0 || r.CPUQuota < 0 || r.CPUPeriod < 0 {
-		return errdefs.New(errdefs.InvalidParameter, "CPU shares, quota and period cannot be negative")
-	}
-	if r.CPUPeriod != 0 && (r.CPUPeriod < 1000 || r.CPUPeriod > 1000000) {
-		return errdefs.New(errdefs.InvalidParameter, "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)")
-	}
-	if r.CPUQuota != 0 && r.CPUQuota < 1000 {
-		return errdefs.New(errdefs.InvalidParameter, "CPU cfs quota can not be less than 1ms (i.e. 1000)")
-	}
-	if hc.ShmSize < 0 {
-		return errdefs.New(errdefs.InvalidParameter, "SHM size can not be less than 0")
+	if err := specconv.ValidateCapabilities(hc); err != nil {
+		return err
 	}
 	if hc.NetworkMode != "" && !hc.NetworkMode.IsDefault() && !hc.NetworkMode.IsNone() && !hc.NetworkMode.IsHost() && !hc.NetworkMode.IsBridge() {
 		return errdefs.New(errdefs.InvalidParameter, "network mode %q is not supported (none, host, bridge, default)", hc.NetworkMode)
