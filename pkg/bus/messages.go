@@ -228,3 +228,27 @@ type ExitReport struct {
 	OOMKilled bool      `json:"oomKilled,omitempty"`
 	Error     string    `json:"error,omitempty"` // why, when the shim itself failed
 }
+
+// TopRequest is GET /containers/{id}/top: ps run on the container's node
+// with PsArgs ("" means -ef), its lines kept for the container's processes.
+type TopRequest struct {
+	ID     string `json:"id"`
+	PsArgs string `json:"psArgs,omitempty"`
+}
+
+// TopResponse answers TopRequest (Docker's ContainerTopOKBody).
+type TopResponse struct {
+	Titles    []string   `json:"Titles"`
+	Processes [][]string `json:"Processes"`
+}
+
+// ShimUpdateRequest carries new cgroup limits for the runtime's update
+// (an OCI LinuxResources, passed through as it is).
+type ShimUpdateRequest struct {
+	Resources json.RawMessage `json:"resources"`
+}
+
+// ShimPidsResponse answers ShimPids: the container's processes (host pids).
+type ShimPidsResponse struct {
+	Pids []int `json:"pids"`
+}

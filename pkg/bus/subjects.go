@@ -45,6 +45,11 @@ const (
 	VerbList    = "list"
 	VerbPrune   = "prune"
 	VerbLogs    = "logs"
+	VerbPause   = "pause"
+	VerbUnpause = "unpause"
+	VerbUpdate  = "update"
+	VerbTop     = "top"
+	VerbStats   = "stats"
 )
 
 // Verbs of the image commands (apigw → supervisor).
@@ -69,6 +74,10 @@ const (
 	ShimState    = "state"
 	ShimShutdown = "shutdown"
 	ShimResize   = "resize"
+	ShimPause    = "pause"
+	ShimResume   = "resume"
+	ShimUpdate   = "update" // new cgroup limits (an OCI LinuxResources)
+	ShimPids     = "pids"
 )
 
 // Kinds of shim reports (shim → supervisor).

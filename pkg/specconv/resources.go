@@ -207,7 +207,7 @@ var rlimitNames = map[string]bool{
 	"nice": true, "nofile": true, "nproc": true, "rss": true, "rtprio": true, "rttime": true, "sigpending": true, "stack": true,
 }
 
-func conflict(msg string) error { return invalid("%s", msg) }
+func conflict(msg string) error { return errdefs.New(errdefs.Conflict, "%s", msg) }
 
 // MergeUpdate applies a `docker update` to the container's HostConfig the
 // way Docker does: only the limits given change, and the CPU limits of one

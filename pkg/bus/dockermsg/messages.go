@@ -90,3 +90,15 @@ type Image struct {
 	History      []ocispec.History   `json:"history,omitempty"`
 	Containers   int                 `json:"containers"` // containers using it
 }
+
+// UpdateRequest is POST /containers/{id}/update.
+type UpdateRequest struct {
+	bus.Meta
+	ID     string                  `json:"id"`
+	Update *container.UpdateConfig `json:"update"`
+}
+
+// UpdateResponse answers UpdateRequest.
+type UpdateResponse struct {
+	Warnings []string `json:"warnings"`
+}

@@ -142,6 +142,11 @@ func (s *Server) routes() http.Handler {
 	r.Post("/containers/{id}/attach", s.containerAttach)
 	r.Post("/containers/{id}/resize", s.containerResize)
 	r.Get("/containers/{id}/logs", s.containerLogs)
+	r.Post("/containers/{id}/pause", s.containerPause)
+	r.Post("/containers/{id}/unpause", s.containerUnpause)
+	r.Post("/containers/{id}/update", s.containerUpdate)
+	r.Get("/containers/{id}/top", s.containerTop)
+	r.Get("/containers/{id}/stats", s.containerStats)
 	r.Delete("/containers/{id}", s.containerRemove)
 
 	r.Get("/images/json", s.imageList)

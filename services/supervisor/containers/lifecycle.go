@@ -484,7 +484,11 @@ func (m *Manager) HandleOOM(id string) {
 		return
 	}
 	c.oomSeen = true
+	c.rec.State.OOMKilled = true // as Docker's, from the OOM on (also when the container survives it)
 	m.mu.Unlock()
+	if err := m.save(c); err != nil {
+		m.log.Error("saving record", "id", id, "err", err)
+	}
 	m.event(c, "oom")
 }
 
@@ -499,7 +503,7 @@ func (m *Manager) applyExit(c *ctr, rep bus.ExitReport) {
 		at = time.Now().UTC()
 	}
 	st := c.rec.State
-	c.rec.State = dockermsg.State{Status: "exited", ExitCode: rep.ExitCode, OOMKilled: rep.OOMKilled, Error: rep.Error, StartedAt: st.StartedAt, FinishedAt: at}
+	c.rec.State = dockermsg.State{Status: "exited", ExitCode: rep.ExitCode, OOMKilled: rep.OOMKilled || c.oomSeen, Error: rep.Error, StartedAt: st.StartedAt, FinishedAt: at}
 	oom := rep.OOMKilled && !c.oomSeen
 	c.oomSeen = c.oomSeen || rep.OOMKilled
 	ch := c.exited
@@ -560,6 +564,9 @@ func (m *Manager) signal(ctx context.Context, c *ctr, sig int) error {
 	if err != nil && errdefs.Is(err, errdefs.Unavailable) && !m.shimAlive(id) {
 		m.shimGone(c)
 		return nil
+	}
+	if err == nil {
+		m.thawAfterSignal(c, sig)
 	}
 	return err
 }

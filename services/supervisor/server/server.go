@@ -134,6 +134,7 @@ var stateChanging = map[string]bool{
 	"containers.create": true, "containers.start": true, "containers.stop": true, "containers.kill": true,
 	"containers.restart": true, "containers.remove": true, "containers.rename": true, "containers.prune": true,
 	"images.tag": true, "images.remove": true, "images.import": true,
+	"containers.pause": true, "containers.unpause": true, "containers.update": true,
 }
 
 func (s *Server) handleCommand(m *nats.Msg) {
@@ -297,6 +298,45 @@ func (s *Server) containerCommand(ctx context.Context, verb string, m *nats.Msg)
 			return nil, err
 		}
 		return s.logs(req)
+	case bus.VerbPause, bus.VerbUnpause:
+		req, err := decode[bus.IDRequest](m.Data)
+		if err != nil {
+			return nil, err
+		}
+		if err := needID(req.ID); err != nil {
+			return nil, err
+		}
+		if verb == bus.VerbPause {
+			return nil, cm.Pause(ctx, req.ID)
+		}
+		return nil, cm.Unpause(ctx, req.ID)
+	case bus.VerbUpdate:
+		req, err := decode[dockermsg.UpdateRequest](m.Data)
+		if err != nil {
+			return nil, err
+		}
+		if err := needID(req.ID); err != nil {
+			return nil, err
+		}
+		return cm.Update(ctx, req)
+	case bus.VerbTop:
+		req, err := decode[bus.TopRequest](m.Data)
+		if err != nil {
+			return nil, err
+		}
+		if err := needID(req.ID); err != nil {
+			return nil, err
+		}
+		return cm.Top(ctx, req)
+	case bus.VerbStats:
+		req, err := decode[bus.IDRequest](m.Data)
+		if err != nil {
+			return nil, err
+		}
+		if err := needID(req.ID); err != nil {
+			return nil, err
+		}
+		return cm.Stats(req.ID)
 	}
 	return nil, errdefs.New(errdefs.NotImplemented, "unknown container command %q", verb)
 }

@@ -160,6 +160,14 @@ func fillCpuset(dir, file string) error {
 	return write(dir, file, strings.TrimSpace(string(v)))
 }
 
+func readUint(dir, file string) (uint64, error) {
+	b, err := os.ReadFile(filepath.Join(dir, file))
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+}
+
 func write(dir, file, val string) error {
 	if err := os.WriteFile(filepath.Join(dir, file), []byte(val), 0o644); err != nil {
 		return fmt.Errorf("write %s: %w", filepath.Join(dir, file), err)
@@ -233,6 +241,13 @@ func (m *Manager) Set(r *specs.LinuxResources) error {
 		if cpu.Shares != nil && *cpu.Shares != 0 {
 			if err := m.set("cpu", "cpu.shares", strconv.FormatUint(*cpu.Shares, 10)); err != nil {
 				return err
+			}
+			// the kernel clamps out-of-range shares silently: say so, as runc
+			if got, err := readUint(m.paths["cpu"], "cpu.shares"); err == nil && got != *cpu.Shares {
+				if got > *cpu.Shares {
+					return fmt.Errorf("the minimum allowed cpu-shares is %d", got)
+				}
+				return fmt.Errorf("the maximum allowed cpu-shares is %d", got)
 			}
 		}
 		if cpu.Period != nil && *cpu.Period != 0 {
