@@ -175,6 +175,8 @@ type Info struct {
 	NCPU              int    `json:"ncpu"`
 	MemTotal          int64  `json:"memTotal"`
 	Runtime           string `json:"runtime"`
+	// SecurityOptions as docker info lists them ("name=seccomp,profile=builtin", "name=userns")
+	SecurityOptions []string `json:"securityOptions,omitempty"`
 }
 
 // Event is one event, the shape of Docker's events.Message so that apigw

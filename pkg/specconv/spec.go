@@ -209,8 +209,8 @@ func Spec(o Options) (*specs.Spec, error) {
 			s.Process.ConsoleSize = &specs.Box{Height: hc.ConsoleSize[0], Width: hc.ConsoleSize[1]}
 		}
 	}
-	if len(o.UIDMappings) > 0 {
-		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
+	if p := o.NamespacePaths[specs.UserNamespace]; p != "" || len(o.UIDMappings) > 0 {
+		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace, Path: p})
 	}
 	if err := applySecurity(s, hc); err != nil {
 		return nil, err

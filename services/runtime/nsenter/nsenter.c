@@ -37,7 +37,8 @@ static int nstype(const char *t)
 	return -1;
 }
 
-/* _BERTH_NSENTER="type:path,type:path,..." (user first, mnt last), _BERTH_SYNCFD=n */
+/* _BERTH_NSENTER="type:path,type:path,..." (user first, mnt last), _BERTH_SYNCFD=n,
+ * _BERTH_UNSHARE=clone flags */
 void berth_nsenter(void)
 {
 	const char *spec = getenv("_BERTH_NSENTER");
@@ -94,6 +95,15 @@ void berth_nsenter(void)
 				fail("become root in", paths[i], errno);
 		}
 		if (types[i] == CLONE_NEWPID || types[i] == 0x00000080)
+			needfork = 1;
+	}
+	/* _BERTH_UNSHARE: namespaces to make inside a joined user namespace */
+	s = getenv("_BERTH_UNSHARE");
+	if (s != NULL && atoi(s) != 0) {
+		int flags = atoi(s);
+		if (unshare(flags) < 0)
+			fail("unshare", "", errno);
+		if (flags & CLONE_NEWPID)
 			needfork = 1;
 	}
 	if (needfork) {

@@ -25,6 +25,7 @@ import (
 
 	"berth/pkg/bus"
 	"berth/pkg/bus/natsbus"
+	"berth/pkg/idmap"
 	"berth/pkg/image"
 	"berth/services/supervisor/containers"
 	"berth/services/supervisor/metrics"
@@ -54,6 +55,11 @@ type Config struct {
 	Runtime             string
 	LogLevel            string
 	Logger              *slog.Logger
+	// UsernsRemap (--userns-remap=USER[:GROUP], off when empty) runs the
+	// containers in user namespaces mapped to USER's ranges in SubUIDFile
+	// and GROUP's in SubGIDFile (package idmap).
+	UsernsRemap            string
+	SubUIDFile, SubGIDFile string
 }
 
 // DefaultNode is the host name up to its first dot (a subject token).
@@ -86,6 +92,9 @@ func ParseFlags(args []string) (Config, error) {
 	fs.StringVar(&c.Shim, "shim", filepath.Join(dir, "berth-shim"), "path of berth-shim")
 	fs.StringVar(&c.Runtime, "runtime", filepath.Join(dir, "berth-runtime"), "path of the OCI runtime (runc-compatible)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.UsernsRemap, "userns-remap", "", "USER[:GROUP] (\"default\": dockremap): map the containers' users to USER's subordinate ids; off when empty")
+	fs.StringVar(&c.SubUIDFile, "subuid-file", "/etc/subuid", "subordinate uid ranges for --userns-remap")
+	fs.StringVar(&c.SubGIDFile, "subgid-file", "/etc/subgid", "subordinate gid ranges for --userns-remap")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -148,6 +157,13 @@ func Start(c Config) (_ *Supervisor, err error) {
 			return nil, err
 		}
 	}
+	var remap *idmap.Remap
+	if c.UsernsRemap != "" {
+		if remap, err = idmap.Parse(c.UsernsRemap, c.SubUIDFile, c.SubGIDFile); err != nil {
+			return nil, err
+		}
+		log.Info("user namespace remapping", "user", c.UsernsRemap, "uid", remap.RootUID, "gid", remap.RootGID)
+	}
 	s := &Supervisor{Config: c, log: log}
 	defer func() {
 		if err != nil {
@@ -205,6 +221,7 @@ func Start(c Config) (_ *Supervisor, err error) {
 	}
 	var met *metrics.Metrics
 	s.Containers, err = containers.New(containers.Config{
+		UsernsRemap: remap,
 		Root: c.Root, ExecRoot: c.ExecRoot, Node: c.Node,
 		ShimBin: c.Shim, RuntimeBin: c.Runtime,
 		NATSURL: s.NATSURL, NATSUser: c.NATSUser, NATSPass: c.NATSPassword,
@@ -349,6 +366,10 @@ func (s *Supervisor) info() bus.Info {
 		OperatingSystem: osName(),
 		NCPU:            runtime.NumCPU(),
 		Runtime:         filepath.Base(s.Config.Runtime),
+		SecurityOptions: []string{"name=seccomp,profile=builtin"},
+	}
+	if s.Config.UsernsRemap != "" {
+		info.SecurityOptions = append(info.SecurityOptions, "name=userns")
 	}
 	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
 		info.CgroupVersion = "2"

@@ -98,6 +98,11 @@ func (m *Manager) mountRootfs(id string, layers []string, volatile bool) error {
 	for i := len(layers) - 1; i >= 0; i-- { // overlayfs lists the top layer first
 		lower = append(lower, layers[i])
 	}
+	lower, release, err := m.remapLayers(id, lower, upper, work)
+	if err != nil {
+		return err
+	}
+	defer release()
 	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", strings.Join(lower, ":"), upper, work)
 	// A volatile mount leaves <work>/work/incompat/volatile behind, and
 	// overlayfs refuses the layer until it is removed: an earlier run (a
@@ -270,6 +275,9 @@ func (m *Manager) launch(ctx context.Context, rec *dockermsg.Container) (int, er
 	}
 	opts := specconv.Options{ID: id, Config: rec.Config, HostConfig: rec.HostConfig, Rootfs: m.rootfs(id), EtcFiles: etc}
 	if err := m.namespaceOptions(rec.HostConfig, id, &opts); err != nil {
+		return 0, err
+	}
+	if err := m.usernsOptions(rec.HostConfig, &opts); err != nil {
 		return 0, err
 	}
 	spec, err := specconv.Spec(opts)

@@ -25,6 +25,7 @@ import (
 	"berth/pkg/bus"
 	"berth/pkg/bus/dockermsg"
 	"berth/pkg/errdefs"
+	"berth/pkg/idmap"
 	"berth/pkg/image"
 	"berth/pkg/specconv"
 )
@@ -49,6 +50,9 @@ type Config struct {
 	Event           func(typ, action, id string, attrs map[string]string)
 	OnRunning       func(createToRunning time.Duration)
 	ShimTimeout     time.Duration // for shim requests; 0 means 10s
+	// UsernsRemap, when set, runs containers in user namespaces with its
+	// mapping (--userns-remap; see userns.go).
+	UsernsRemap *idmap.Remap
 }
 
 // Manager owns every container of the node.
@@ -400,6 +404,9 @@ func (m *Manager) Create(req *dockermsg.CreateRequest) (*dockermsg.CreateRespons
 		return nil, errdefs.New(errdefs.InvalidParameter, "no command specified")
 	}
 	if err := validateHostConfig(hc); err != nil {
+		return nil, err
+	}
+	if err := m.validateUserns(hc); err != nil {
 		return nil, err
 	}
 	warnings := specconv.AdaptHostConfig(hc)
