@@ -45,10 +45,10 @@ func init() {
 // Remap is the mapping of a supervisor's containers: container ids from 0
 // onwards to the host ranges.
 type Remap struct {
-	User        string // as given to --userns-remap
-	UIDs, GIDs  []specs.LinuxIDMapping
-	RootUID     uint32 // the host ids of the container's root
-	RootGID     uint32
+	User       string // as given to --userns-remap
+	UIDs, GIDs []specs.LinuxIDMapping
+	RootUID    uint32 // the host ids of the container's root
+	RootGID    uint32
 
 	usernsOnce sync.Once
 	usernsFd   int
