@@ -221,13 +221,13 @@ func Start(c Config) (_ *Supervisor, err error) {
 	}
 	var met *metrics.Metrics
 	s.Containers, err = containers.New(containers.Config{
-		UsernsRemap: remap,
-		Root:        c.Root, ExecRoot: c.ExecRoot, Node: c.Node,
+		Root: c.Root, ExecRoot: c.ExecRoot, Node: c.Node,
 		ShimBin: c.Shim, RuntimeBin: c.Runtime,
 		NATSURL: s.NATSURL, NATSUser: c.NATSUser, NATSPass: c.NATSPassword,
 		ShimCredentials: shimCreds,
 		Images:          s.Images, Conn: s.Conn, Logger: log,
-		Event: srv.PublishEvent,
+		Event:       srv.PublishEvent,
+		UsernsRemap: remap,
 		OnRunning: func(d time.Duration) {
 			if met != nil {
 				met.CreateToRunning.Observe(d.Seconds())
