@@ -176,8 +176,17 @@ func applySecurity(s *specs.Spec, hc *container.HostConfig) error {
 		return err
 	}
 	if !hc.Privileged && !so.SystemPathsUnconf {
-		s.Linux.MaskedPaths = append([]string(nil), MaskedPaths...)
-		s.Linux.ReadonlyPaths = append([]string(nil), ReadonlyPaths...)
+		// HostConfig's lists replace the defaults when given, empty
+		// included (the CLI's --security-opt systempaths=unconfined)
+		masked, ro := MaskedPaths, ReadonlyPaths
+		if hc.MaskedPaths != nil {
+			masked = hc.MaskedPaths
+		}
+		if hc.ReadonlyPaths != nil {
+			ro = hc.ReadonlyPaths
+		}
+		s.Linux.MaskedPaths = append([]string(nil), masked...)
+		s.Linux.ReadonlyPaths = append([]string(nil), ro...)
 	}
 	if hc.Privileged {
 		s.Linux.Devices = HostDevices()

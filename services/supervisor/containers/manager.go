@@ -418,9 +418,9 @@ func (m *Manager) Create(req *dockermsg.CreateRequest) (*dockermsg.CreateRespons
 		cfg.Hostname = shortID(id)
 	}
 	// a dry run of the spec catches bad mounts, capabilities, working dirs
-	dry := cfg
-	dry.User = ""
-	if _, err := specconv.Spec(specconv.Options{ID: id, Config: &dry, HostConfig: hc}); err != nil {
+	dry, dryHC := cfg, *hc
+	dry.User, dryHC.GroupAdd = "", nil // names are looked up in the image's files at start
+	if _, err := specconv.Spec(specconv.Options{ID: id, Config: &dry, HostConfig: &dryHC}); err != nil {
 		return nil, err
 	}
 

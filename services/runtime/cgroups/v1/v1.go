@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -397,27 +398,42 @@ func (m *Manager) setDevices(rules []specs.LinuxDeviceCgroup) error {
 	return nil
 }
 
-// Freeze implements cgroups.Manager.
+// Freeze implements cgroups.Manager. A v1 freezer may stay FREEZING
+// while tasks are being forked or are in the middle of an exec: the
+// state is written again on every try, with a thaw and a pause now and
+// then (runc's empirical recipe), and a cgroup that cannot be frozen is
+// thawed back rather than left half frozen.
 func (m *Manager) Freeze(frozen bool) error {
 	want := "THAWED"
 	if frozen {
 		want = "FROZEN"
 	}
-	if err := m.set("freezer", "freezer.state", want); err != nil {
-		return err
+	state := func() (string, error) {
+		b, err := os.ReadFile(filepath.Join(m.paths["freezer"], "freezer.state"))
+		return strings.TrimSpace(string(b)), err
 	}
 	for i := 0; i < 1000; i++ {
-		b, err := os.ReadFile(filepath.Join(m.paths["freezer"], "freezer.state"))
+		if frozen && i%50 == 49 {
+			_ = m.set("freezer", "freezer.state", "THAWED")
+			time.Sleep(10 * time.Millisecond)
+		}
+		if err := m.set("freezer", "freezer.state", want); err != nil {
+			return err
+		}
+		if i%25 == 24 {
+			time.Sleep(10 * time.Microsecond)
+		}
+		st, err := state()
 		if err != nil {
 			return err
 		}
-		if strings.TrimSpace(string(b)) == want {
+		if st == want {
 			return nil
 		}
-		time.Sleep(time.Millisecond)
-		if i%50 == 49 { // a FREEZING cgroup may need a nudge
-			_ = m.set("freezer", "freezer.state", want)
-		}
+		runtime.Gosched()
+	}
+	if frozen {
+		_ = m.set("freezer", "freezer.state", "THAWED")
 	}
 	return fmt.Errorf("cgroup did not reach %s", want)
 }
