@@ -129,6 +129,10 @@ func ValidateResources(r *container.Resources, update bool) error {
 	return nil
 }
 
+// maxCPUList bounds the numbers of a cpuset list (the kernel's NR_CPUS
+// limit), so that "0-2000000000" costs nothing.
+const maxCPUList = 8192
+
 // ParseCPUList reads a cpuset list ("0-2,4"); the error reads like
 // Docker's ("invalid format: x").
 func ParseCPUList(s string) (map[int]bool, error) {
@@ -148,6 +152,9 @@ func ParseCPUList(s string) (map[int]bool, error) {
 			if b, err = strconv.Atoi(hi); err != nil || b < a {
 				return nil, bad
 			}
+		}
+		if b >= maxCPUList {
+			return nil, bad
 		}
 		for i := a; i <= b; i++ {
 			out[i] = true

@@ -46,8 +46,8 @@ func runLeaves(t *testing.T, s *stack.Stack, id string) {
 func TestPidNamespaceSharing(t *testing.T) {
 	s := shared(t)
 	donor := uniq("piddonor")
-	s.MustDocker("run", "-d", "--name", donor, "busybox", "sleep", "300")
-	defer s.Docker("rm", "-f", donor)
+	donorID := s.MustDocker("run", "-d", "--name", donor, "busybox", "sleep", "300")
+	defer s.Docker("rm", "-f", donorID)
 	// the donor's init is PID 1 of the joiner's view
 	if out := s.MustDocker("run", "--rm", "--pid", "container:"+donor, "busybox", "sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '"); out != "sleep 300 " {
 		t.Errorf("--pid container: PID 1 is %q", out)
@@ -59,12 +59,10 @@ func TestPidNamespaceSharing(t *testing.T) {
 	joiner := uniq("pidjoiner")
 	s.MustDocker("create", "--name", joiner, "--pid", "container:"+donor, "busybox", "sleep", "300")
 	defer s.Docker("rm", "-f", joiner)
-	donorID := s.MustDocker("inspect", "-f", "{{.Id}}", donor)
 	if got := s.MustDocker("inspect", "-f", "{{.HostConfig.PidMode}}", joiner); got != "container:"+donorID {
 		t.Errorf("PidMode %q", got)
 	}
 	s.MustDocker("rename", donor, donor+"-r")
-	donor += "-r"
 	s.MustDocker("start", joiner)
 	s.MustDocker("rm", "-f", joiner)
 
