@@ -28,6 +28,9 @@ type Options struct {
 	// EtcFiles are host files bind-mounted over /etc/hostname, /etc/hosts
 	// and /etc/resolv.conf (destination → source), as Docker does.
 	EtcFiles map[string]string
+	// NetNSPath is a network namespace to join (a sandbox's, or another
+	// container's); empty makes a new one (none with --network host).
+	NetNSPath string
 	// NamespacePaths are namespaces joined instead of made (--pid and
 	// --ipc container:X): /proc/<pid>/ns/<type> of the other container's
 	// init, which the supervisor resolves at start.
@@ -193,7 +196,7 @@ func Spec(o Options) (*specs.Spec, error) {
 		Annotations: map[string]string{},
 		Linux: &specs.Linux{
 			CgroupsPath: "/berth/" + o.ID,
-			Namespaces:  namespaces(hc, o.NamespacePaths),
+			Namespaces:  namespaces(hc, o.NetNSPath, o.NamespacePaths),
 			UIDMappings: o.UIDMappings,
 			GIDMappings: o.GIDMappings,
 			Resources:   &specs.LinuxResources{Devices: defaultDevices()},
@@ -304,7 +307,7 @@ func removeEnv(env []string, k string) []string {
 	return out
 }
 
-func namespaces(hc *container.HostConfig, paths map[specs.LinuxNamespaceType]string) []specs.LinuxNamespace {
+func namespaces(hc *container.HostConfig, netns string, paths map[specs.LinuxNamespaceType]string) []specs.LinuxNamespace {
 	ns := []specs.LinuxNamespace{{Type: specs.MountNamespace}}
 	if !hc.PidMode.IsHost() {
 		ns = append(ns, specs.LinuxNamespace{Type: specs.PIDNamespace, Path: paths[specs.PIDNamespace]})
@@ -315,8 +318,8 @@ func namespaces(hc *container.HostConfig, paths map[specs.LinuxNamespaceType]str
 	if !hc.UTSMode.IsHost() {
 		ns = append(ns, specs.LinuxNamespace{Type: specs.UTSNamespace})
 	}
-	if !hc.NetworkMode.IsHost() {
-		ns = append(ns, specs.LinuxNamespace{Type: specs.NetworkNamespace})
+	if netns != "" || (!hc.NetworkMode.IsHost() && !hc.NetworkMode.IsContainer()) {
+		ns = append(ns, specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: netns})
 	}
 	if hc.CgroupnsMode.IsPrivate() {
 		ns = append(ns, specs.LinuxNamespace{Type: specs.CgroupNamespace})

@@ -28,6 +28,7 @@ import (
 	"berth/pkg/idmap"
 	"berth/pkg/image"
 	"berth/pkg/specconv"
+	bnet "berth/services/supervisor/network"
 )
 
 // Config configures a Manager.
@@ -50,6 +51,9 @@ type Config struct {
 	Event           func(typ, action, id string, attrs map[string]string)
 	OnRunning       func(createToRunning time.Duration)
 	ShimTimeout     time.Duration // for shim requests; 0 means 10s
+	// Network sets up the containers' networks (bridge, user networks,
+	// published ports); nil leaves host, none and container: only.
+	Network *bnet.Manager
 	// UsernsRemap, when set, runs containers in user namespaces with its
 	// mapping (--userns-remap; see userns.go).
 	UsernsRemap *idmap.Remap
@@ -208,6 +212,7 @@ func (m *Manager) restore() error {
 		}
 	}
 	m.sweepOrphans()
+	m.reconcileNetwork()
 	if len(adopt) > 0 {
 		go m.adoptAll(adopt)
 	}
@@ -409,8 +414,12 @@ func (m *Manager) Create(req *dockermsg.CreateRequest) (*dockermsg.CreateRespons
 	if err := m.validateUserns(hc); err != nil {
 		return nil, err
 	}
-	warnings := specconv.AdaptHostConfig(hc)
+	adaptWarnings := specconv.AdaptHostConfig(hc)
 	if err := m.resolveSharedNamespaces(hc); err != nil {
+		return nil, err
+	}
+	netSettings, warnings, err := m.configureNetworks(&cfg, hc, req.NetworkingConfig)
+	if err != nil {
 		return nil, err
 	}
 	id := NewID()
@@ -460,6 +469,8 @@ func (m *Manager) Create(req *dockermsg.CreateRequest) (*dockermsg.CreateRespons
 		HostnamePath:   filepath.Join(m.dir(id), "hostname"),
 		HostsPath:      filepath.Join(m.dir(id), "hosts"),
 		ResolvConfPath: filepath.Join(m.dir(id), "resolv.conf"),
+
+		NetworkSettings: netSettings,
 	}}
 	fail := func(err error) (*dockermsg.CreateResponse, error) {
 		m.mu.Lock()
@@ -486,10 +497,7 @@ func (m *Manager) Create(req *dockermsg.CreateRequest) (*dockermsg.CreateRespons
 	}
 	m.mu.Unlock()
 	m.event(c, "create")
-	if warnings == nil {
-		warnings = []string{}
-	}
-	return &dockermsg.CreateResponse{ID: id, Warnings: warnings}, nil
+	return &dockermsg.CreateResponse{ID: id, Warnings: append(append([]string{}, adaptWarnings...), warnings...)}, nil
 }
 
 // prepare makes, right after the create, what the first start needs in the
@@ -566,9 +574,6 @@ func validateHostConfig(hc *container.HostConfig) error {
 	}
 	if err := specconv.ValidateCapabilities(hc); err != nil {
 		return err
-	}
-	if hc.NetworkMode != "" && !hc.NetworkMode.IsDefault() && !hc.NetworkMode.IsNone() && !hc.NetworkMode.IsHost() && !hc.NetworkMode.IsBridge() {
-		return errdefs.New(errdefs.InvalidParameter, "network mode %q is not supported (none, host, bridge, default)", hc.NetworkMode)
 	}
 	return nil
 }

@@ -40,13 +40,13 @@ func (m *Manager) validateUserns(hc *container.HostConfig) error {
 }
 
 // usernsOptions puts a remapped container in its user namespace: the
-// supervisor's mapping, or, when it joins another container's PID or IPC
-// namespace, that container's user namespace (which owns them).
+// supervisor's mapping, or, when it joins another container's PID, IPC or
+// network namespace, that container's user namespace (which owns them).
 func (m *Manager) usernsOptions(hc *container.HostConfig, o *specconv.Options) error {
 	if !m.remapped(hc) {
 		return nil
 	}
-	for _, mode := range []string{string(hc.PidMode), string(hc.IpcMode)} {
+	for _, mode := range []string{string(hc.PidMode), string(hc.IpcMode), string(hc.NetworkMode)} {
 		if ref, ok := cutContainer(mode); ok {
 			pid, _, err := m.runningPid(ref)
 			if err != nil {
