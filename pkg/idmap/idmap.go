@@ -125,23 +125,58 @@ func ranges(file, name string, number func(string) string) ([]specs.LinuxIDMappi
 	return out, sc.Err()
 }
 
-// Userns returns a descriptor of a user namespace with the mapping (made
-// once, kept for the life of the process).
-func (r *Remap) Userns() (int, error) {
-	r.usernsOnce.Do(func() { r.usernsFd, r.usernsErr = r.makeUserns() })
-	return r.usernsFd, r.usernsErr
+// PinNamespaces makes a user namespace with the mapping and a network
+// namespace owned by it, and pins them by bind-mounting them on userPath
+// and netPath (new files), for one container: its network can be set up
+// before it starts, and it can still be root over that network.
+func (r *Remap) PinNamespaces(userPath, netPath string) (err error) {
+	h, err := r.hold(syscall.CLONE_NEWUSER | syscall.CLONE_NEWNET)
+	if err != nil {
+		return err
+	}
+	defer h.release()
+	for _, p := range []struct{ ns, path string }{{"user", userPath}, {"net", netPath}} {
+		f, err := os.OpenFile(p.path, os.O_CREATE|os.O_EXCL|os.O_RDONLY, 0o444)
+		if err != nil {
+			Unpin(userPath)
+			return err
+		}
+		f.Close()
+		if err := unix.Mount(fmt.Sprintf("/proc/%d/ns/%s", h.pid, p.ns), p.path, "none", unix.MS_BIND, ""); err != nil {
+			os.Remove(p.path)
+			Unpin(userPath)
+			return fmt.Errorf("pinning the %s namespace of --userns-remap: %w", p.ns, err)
+		}
+	}
+	return nil
 }
 
-func (r *Remap) makeUserns() (int, error) {
+// Unpin undoes a pin of PinNamespaces (the kernel frees the namespace once
+// nothing uses it).
+func Unpin(path string) {
+	for i := 0; i < 3 && unix.Unmount(path, unix.MNT_DETACH) == nil; i++ {
+	}
+	_ = os.Remove(path)
+}
+
+// holder is a child that sits in new namespaces until released.
+type holder struct {
+	pid     int
+	release func()
+}
+
+// hold starts a child in new namespaces (flags, CLONE_NEWUSER among them)
+// with the mapping.
+func (r *Remap) hold(flags uintptr) (*holder, error) {
 	exe, err := os.Executable()
 	if err != nil {
-		return -1, err
+		return nil, err
 	}
 	cmd := exec.Command(exe)
 	cmd.Args = []string{holdArg}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
-		return -1, err
+		return nil, err
 	}
 	sys := func(ms []specs.LinuxIDMapping) []syscall.SysProcIDMap {
 		var out []syscall.SysProcIDMap
@@ -150,13 +185,28 @@ func (r *Remap) makeUserns() (int, error) {
 		}
 		return out
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWUSER, UidMappings: sys(r.UIDs), GidMappings: sys(r.GIDs)}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, UidMappings: sys(r.UIDs), GidMappings: sys(r.GIDs),
+		GidMappingsEnableSetgroups: true} // a container sets its groups
 	if err := cmd.Start(); err != nil {
-		return -1, fmt.Errorf("making the user namespace of --userns-remap: %w", err)
+		return nil, fmt.Errorf("making the namespaces of --userns-remap: %w", err)
 	}
-	fd, err := unix.Open(fmt.Sprintf("/proc/%d/ns/user", cmd.Process.Pid), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	stdin.Close()
-	_ = cmd.Wait()
+	return &holder{pid: cmd.Process.Pid, release: func() { stdin.Close(); _ = cmd.Wait() }}, nil
+}
+
+// Userns returns a descriptor of a user namespace with the mapping (made
+// once, kept for the life of the process).
+func (r *Remap) Userns() (int, error) {
+	r.usernsOnce.Do(func() { r.usernsFd, r.usernsErr = r.makeUserns() })
+	return r.usernsFd, r.usernsErr
+}
+
+func (r *Remap) makeUserns() (int, error) {
+	h, err := r.hold(syscall.CLONE_NEWUSER)
+	if err != nil {
+		return -1, err
+	}
+	defer h.release()
+	fd, err := unix.Open(fmt.Sprintf("/proc/%d/ns/user", h.pid), unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return -1, fmt.Errorf("making the user namespace of --userns-remap: %w", err)
 	}

@@ -191,8 +191,21 @@ func TestUsernsRemap(t *testing.T) {
 	shr := uniq("remapshr")
 	s.MustDocker("run", "-d", "--name", shr, "--ipc", "shareable", "busybox", "sleep", "300")
 	defer s.Docker("rm", "-f", shr)
-	if out := s.MustDocker("run", "--rm", "--pid", "container:"+shr, "--ipc", "container:"+shr, "busybox", "sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '; id -u"); out != "sleep 300 0" {
+	if out := s.MustDocker("run", "--rm", "--network", "none", "--pid", "container:"+shr, "--ipc", "container:"+shr, "busybox", "sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '; id -u"); out != "sleep 300 0" {
 		t.Errorf("joining a remapped container: %q", out)
+	}
+	// with a bridge network of its own it cannot: that network would
+	// belong to another user namespace than the shared ones (a limit of berth)
+	if _, errOut, code := s.Docker("run", "--rm", "--pid", "container:"+shr, "busybox", "true"); code != 125 || !strings.Contains(errOut, "needs --network none or --network container:") {
+		t.Errorf("joining with a network of its own: exit %d %q", code, errOut)
+	}
+	if out := s.MustDocker("run", "--rm", "--network", "container:"+shr, "busybox", "id", "-u"); out != "0" {
+		t.Errorf("--network container: of a remapped container: %q", out)
+	}
+	// on the default bridge: its network namespace belongs to its user
+	// namespace (made together before the start), eth0 is there
+	if out := s.MustDocker("run", "--rm", "busybox", "sh", "-c", "ip -4 addr show eth0 | grep -c 'inet '; id -u"); out != "1\n0" {
+		t.Errorf("a remapped container on the bridge: %q", out)
 	}
 	// --userns host: an unmapped container, still possible
 	if out := s.MustDocker("run", "--rm", "--userns", "host", "busybox", "cat", "/proc/self/uid_map"); strings.Join(strings.Fields(out), " ") != "0 0 4294967295" {

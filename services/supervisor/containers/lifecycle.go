@@ -21,6 +21,7 @@ import (
 	"berth/pkg/bus/dockermsg"
 	"berth/pkg/bus/natsbus"
 	"berth/pkg/errdefs"
+	"berth/pkg/idmap"
 	"berth/pkg/specconv"
 )
 
@@ -132,6 +133,9 @@ func (m *Manager) cleanupRun(id string) {
 		}
 	}
 	m.unmountShm(id)
+	if m.cfg.UsernsRemap != nil {
+		idmap.Unpin(m.usernsPin(id))
+	}
 	if isMountPoint(target) {
 		// never delete through a mount: that would reach the container's data
 		m.log.Error("the container's rootfs is still mounted; bundle kept", "id", id, "path", target)
@@ -279,11 +283,11 @@ func (m *Manager) launch(ctx context.Context, rec *dockermsg.Container) (int, er
 	if err := m.namespaceOptions(rec.HostConfig, id, &opts); err != nil {
 		return 0, err
 	}
-	if err := m.usernsOptions(rec.HostConfig, &opts); err != nil {
-		return 0, err
-	}
 	netw, err := m.setupNetwork(rec)
 	if err != nil {
+		return 0, err
+	}
+	if err := m.usernsOptions(rec.HostConfig, id, &opts); err != nil {
 		return 0, err
 	}
 	for dst, src := range netw.etc {

@@ -3,12 +3,14 @@ package containers
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/docker/docker/api/types/container"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"berth/pkg/errdefs"
+	"berth/pkg/idmap"
 	"berth/pkg/specconv"
 )
 
@@ -39,27 +41,72 @@ func (m *Manager) validateUserns(hc *container.HostConfig) error {
 	return nil
 }
 
-// usernsOptions puts a remapped container in its user namespace: the
-// supervisor's mapping, or, when it joins another container's PID, IPC or
-// network namespace, that container's user namespace (which owns them).
-func (m *Manager) usernsOptions(hc *container.HostConfig, o *specconv.Options) error {
-	if !m.remapped(hc) {
-		return nil
-	}
+// joinedUserns is the user namespace a remapped container joins because
+// it shares another container's PID, IPC or network namespace (which that
+// one's user namespace owns); "" when it has one of its own.
+func (m *Manager) joinedUserns(hc *container.HostConfig) (string, error) {
 	for _, mode := range []string{string(hc.PidMode), string(hc.IpcMode), string(hc.NetworkMode)} {
 		if ref, ok := cutContainer(mode); ok {
 			pid, _, err := m.runningPid(ref)
 			if err != nil {
-				return err
+				return "", err
 			}
-			if o.NamespacePaths == nil {
-				o.NamespacePaths = map[specs.LinuxNamespaceType]string{}
-			}
-			o.NamespacePaths[specs.UserNamespace] = fmt.Sprintf("/proc/%d/ns/user", pid)
-			return nil
+			return fmt.Sprintf("/proc/%d/ns/user", pid), nil
 		}
 	}
-	o.UIDMappings, o.GIDMappings = m.cfg.UsernsRemap.UIDs, m.cfg.UsernsRemap.GIDs
+	return "", nil
+}
+
+// usernsPin is where a remapped container's own user namespace is pinned
+// when its network namespace is made before it starts (bridge networks).
+func (m *Manager) usernsPin(id string) string { return filepath.Join(m.cfg.ExecRoot, "userns", id) }
+
+// remapNetns is the network package's hook for a remapped container: its
+// network namespace belongs to a user namespace of its own, both made (and
+// pinned) now, so that the veths go in before the start and the
+// container's root is root over them.
+func (m *Manager) remapNetns(hc *container.HostConfig, id string) (func(string) error, error) {
+	if !m.remapped(hc) {
+		return nil, nil
+	}
+	joined, err := m.joinedUserns(hc)
+	if err != nil {
+		return nil, err
+	}
+	if joined != "" {
+		return nil, errdefs.New(errdefs.InvalidParameter, "with user namespaces enabled, a container sharing the PID or IPC namespace of another needs --network none or --network container:<that one>")
+	}
+	return func(netPath string) error {
+		if err := os.MkdirAll(filepath.Dir(m.usernsPin(id)), 0o700); err != nil {
+			return err
+		}
+		idmap.Unpin(m.usernsPin(id)) // a leftover of an interrupted run
+		return m.cfg.UsernsRemap.PinNamespaces(m.usernsPin(id), netPath)
+	}, nil
+}
+
+// usernsOptions puts a remapped container in its user namespace: the one
+// pinned with its network namespace, another container's it shares
+// namespaces with, or else a new one with the supervisor's mapping.
+func (m *Manager) usernsOptions(hc *container.HostConfig, id string, o *specconv.Options) error {
+	if !m.remapped(hc) {
+		return nil
+	}
+	path, err := m.joinedUserns(hc)
+	if err != nil {
+		return err
+	}
+	if _, serr := os.Stat(m.usernsPin(id)); path == "" && serr == nil {
+		path = m.usernsPin(id)
+	}
+	if path == "" {
+		o.UIDMappings, o.GIDMappings = m.cfg.UsernsRemap.UIDs, m.cfg.UsernsRemap.GIDs
+		return nil
+	}
+	if o.NamespacePaths == nil {
+		o.NamespacePaths = map[specs.LinuxNamespaceType]string{}
+	}
+	o.NamespacePaths[specs.UserNamespace] = path
 	return nil
 }
 
