@@ -175,6 +175,8 @@ type Info struct {
 	NCPU              int    `json:"ncpu"`
 	MemTotal          int64  `json:"memTotal"`
 	Runtime           string `json:"runtime"`
+	// SecurityOptions as docker info lists them ("name=seccomp,profile=builtin", "name=userns")
+	SecurityOptions []string `json:"securityOptions,omitempty"`
 }
 
 // Event is one event, the shape of Docker's events.Message so that apigw
@@ -227,4 +229,28 @@ type ExitReport struct {
 	ExitedAt  time.Time `json:"exitedAt"`
 	OOMKilled bool      `json:"oomKilled,omitempty"`
 	Error     string    `json:"error,omitempty"` // why, when the shim itself failed
+}
+
+// TopRequest is GET /containers/{id}/top: ps run on the container's node
+// with PsArgs ("" means -ef), its lines kept for the container's processes.
+type TopRequest struct {
+	ID     string `json:"id"`
+	PsArgs string `json:"psArgs,omitempty"`
+}
+
+// TopResponse answers TopRequest (Docker's ContainerTopOKBody).
+type TopResponse struct {
+	Titles    []string   `json:"Titles"`
+	Processes [][]string `json:"Processes"`
+}
+
+// ShimUpdateRequest carries new cgroup limits for the runtime's update
+// (an OCI LinuxResources, passed through as it is).
+type ShimUpdateRequest struct {
+	Resources json.RawMessage `json:"resources"`
+}
+
+// ShimPidsResponse answers ShimPids: the container's processes (host pids).
+type ShimPidsResponse struct {
+	Pids []int `json:"pids"`
 }

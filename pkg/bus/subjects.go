@@ -56,6 +56,12 @@ const (
 	VerbArchivePut  = "archive-put"
 	VerbExport      = "export"
 	VerbChanges     = "changes"
+	// docker pause, unpause, update, top and stats
+	VerbPause   = "pause"
+	VerbUnpause = "unpause"
+	VerbUpdate  = "update"
+	VerbTop     = "top"
+	VerbStats   = "stats"
 )
 
 // Verbs of the image commands (apigw → supervisor).
@@ -100,6 +106,10 @@ const (
 	ShimState    = "state"
 	ShimShutdown = "shutdown"
 	ShimResize   = "resize"
+	ShimPause    = "pause"
+	ShimResume   = "resume"
+	ShimUpdate   = "update" // new cgroup limits (an OCI LinuxResources)
+	ShimPids     = "pids"
 )
 
 // Kinds of shim reports (shim → supervisor).

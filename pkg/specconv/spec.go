@@ -35,6 +35,17 @@ type Options struct {
 	// NetNSPath is a network namespace to join (a sandbox's, or another
 	// container's); empty makes a new one (none with --network host).
 	NetNSPath string
+	// NamespacePaths are namespaces joined instead of made (--pid and
+	// --ipc container:X): /proc/<pid>/ns/<type> of the other container's
+	// init, which the supervisor resolves at start.
+	NamespacePaths map[specs.LinuxNamespaceType]string
+	// ShmPath is a host directory bind-mounted on /dev/shm: the tmpfs of a
+	// shareable IPC namespace, the donor's for --ipc container:X, the
+	// host's /dev/shm for --ipc host. Empty: a tmpfs of the container's own.
+	ShmPath string
+	// UIDMappings and GIDMappings, when set, put the container in a user
+	// namespace of its own (the supervisor's --userns-remap).
+	UIDMappings, GIDMappings []specs.LinuxIDMapping
 }
 
 // DefaultCapabilities are Docker's default capabilities.
@@ -152,6 +163,9 @@ func Spec(o Options) (*specs.Spec, error) {
 	if hostname == "" && len(o.ID) >= 12 {
 		hostname = o.ID[:12]
 	}
+	if err := ValidateModes(hc); err != nil {
+		return nil, err
+	}
 	cwd := c.WorkingDir
 	if cwd == "" {
 		cwd = "/"
@@ -164,9 +178,13 @@ func Spec(o Options) (*specs.Spec, error) {
 		rootPath = "rootfs"
 	}
 
+	specHostname := hostname
+	if hc.UTSMode.IsHost() {
+		specHostname = "" // the host's: it cannot be set without a UTS namespace
+	}
 	s := &specs.Spec{
 		Version:  specs.Version,
-		Hostname: hostname,
+		Hostname: specHostname,
 		Root:     &specs.Root{Path: rootPath, Readonly: hc.ReadonlyRootfs},
 		Process: &specs.Process{
 			Terminal: c.Tty,
@@ -178,11 +196,13 @@ func Spec(o Options) (*specs.Spec, error) {
 				{Type: "RLIMIT_NOFILE", Hard: NoFileLimit(), Soft: NoFileLimit()},
 			},
 		},
-		Mounts:      defaultMounts(hc),
+		Mounts:      defaultMounts(hc, o.ShmPath),
 		Annotations: map[string]string{},
 		Linux: &specs.Linux{
 			CgroupsPath: "/berth/" + o.ID,
-			Namespaces:  namespaces(hc, o.NetNSPath),
+			Namespaces:  namespaces(hc, o.NetNSPath, o.NamespacePaths),
+			UIDMappings: o.UIDMappings,
+			GIDMappings: o.GIDMappings,
 			Resources:   &specs.LinuxResources{Devices: defaultDevices()},
 			Sysctl:      map[string]string{},
 		},
@@ -196,23 +216,15 @@ func Spec(o Options) (*specs.Spec, error) {
 			s.Process.ConsoleSize = &specs.Box{Height: hc.ConsoleSize[0], Width: hc.ConsoleSize[1]}
 		}
 	}
-	caps, err := capabilities(hc)
-	if err != nil {
-		return nil, err
+	if p := o.NamespacePaths[specs.UserNamespace]; p != "" || len(o.UIDMappings) > 0 {
+		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace, Path: p})
 	}
-	s.Process.Capabilities = &specs.LinuxCapabilities{Bounding: caps, Effective: caps, Permitted: caps}
-	if !hc.Privileged {
-		s.Linux.MaskedPaths = append([]string(nil), MaskedPaths...)
-		s.Linux.ReadonlyPaths = append([]string(nil), ReadonlyPaths...)
+	if err := applySecurity(s, hc); err != nil {
+		return nil, err
 	}
 	if hc.OomScoreAdj != 0 {
 		v := hc.OomScoreAdj
 		s.Process.OOMScoreAdj = &v
-	}
-	for _, opt := range hc.SecurityOpt {
-		if opt == "no-new-privileges" || opt == "no-new-privileges:true" || opt == "no-new-privileges=true" {
-			s.Process.NoNewPrivileges = true
-		}
 	}
 	for k, v := range hc.Sysctls {
 		s.Linux.Sysctl[k] = v
@@ -300,13 +312,13 @@ func removeEnv(env []string, k string) []string {
 	return out
 }
 
-func namespaces(hc *container.HostConfig, netns string) []specs.LinuxNamespace {
+func namespaces(hc *container.HostConfig, netns string, paths map[specs.LinuxNamespaceType]string) []specs.LinuxNamespace {
 	ns := []specs.LinuxNamespace{{Type: specs.MountNamespace}}
 	if !hc.PidMode.IsHost() {
-		ns = append(ns, specs.LinuxNamespace{Type: specs.PIDNamespace})
+		ns = append(ns, specs.LinuxNamespace{Type: specs.PIDNamespace, Path: paths[specs.PIDNamespace]})
 	}
 	if !hc.IpcMode.IsHost() {
-		ns = append(ns, specs.LinuxNamespace{Type: specs.IPCNamespace})
+		ns = append(ns, specs.LinuxNamespace{Type: specs.IPCNamespace, Path: paths[specs.IPCNamespace]})
 	}
 	if !hc.UTSMode.IsHost() {
 		ns = append(ns, specs.LinuxNamespace{Type: specs.UTSNamespace})
@@ -320,7 +332,7 @@ func namespaces(hc *container.HostConfig, netns string) []specs.LinuxNamespace {
 	return ns
 }
 
-func defaultMounts(hc *container.HostConfig) []specs.Mount {
+func defaultMounts(hc *container.HostConfig, shmPath string) []specs.Mount {
 	shmSize := hc.ShmSize
 	if shmSize <= 0 {
 		shmSize = 64 << 20
@@ -331,15 +343,22 @@ func defaultMounts(hc *container.HostConfig) []specs.Mount {
 		sysOpts = []string{"nosuid", "noexec", "nodev"}
 		cgOpts = []string{"nosuid", "noexec", "nodev"}
 	}
-	return []specs.Mount{
+	shm := specs.Mount{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", fmt.Sprintf("size=%d", shmSize)}}
+	if shmPath != "" {
+		shm = specs.Mount{Destination: "/dev/shm", Type: "bind", Source: shmPath, Options: []string{"rbind", "nosuid", "noexec", "nodev"}}
+	}
+	mounts := []specs.Mount{
 		{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
 		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
 		{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
 		{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: sysOpts},
 		{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: cgOpts},
 		{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
-		{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", fmt.Sprintf("size=%d", shmSize)}},
 	}
+	if hc.IpcMode != container.IPCModeNone {
+		mounts = append(mounts, shm)
+	}
+	return mounts
 }
 
 // userMounts are the container's mount points (binds, volumes, tmpfs
@@ -380,62 +399,6 @@ func overrideMounts(defaults, user []specs.Mount) []specs.Mount {
 		}
 	}
 	return append(out, user...)
-}
-
-func normCap(c string) string {
-	c = strings.ToUpper(strings.TrimSpace(c))
-	if c == "ALL" {
-		return c
-	}
-	if !strings.HasPrefix(c, "CAP_") {
-		c = "CAP_" + c
-	}
-	return c
-}
-
-func capabilities(hc *container.HostConfig) ([]string, error) {
-	if hc.Privileged {
-		return AllCapabilities(), nil
-	}
-	valid := map[string]bool{}
-	for _, c := range AllCapabilities() {
-		valid[c] = true
-	}
-	set := map[string]bool{}
-	for _, c := range DefaultCapabilities() {
-		set[c] = true
-	}
-	for _, c := range hc.CapDrop {
-		n := normCap(c)
-		if n == "ALL" {
-			set = map[string]bool{}
-			continue
-		}
-		if !valid[n] {
-			return nil, errdefs.New(errdefs.InvalidParameter, "unknown capability drop: %q", c)
-		}
-		delete(set, n)
-	}
-	for _, c := range hc.CapAdd {
-		n := normCap(c)
-		if n == "ALL" {
-			for k := range valid {
-				set[k] = true
-			}
-			continue
-		}
-		if !valid[n] {
-			return nil, errdefs.New(errdefs.InvalidParameter, "unknown capability: %q", c)
-		}
-		set[n] = true
-	}
-	var out []string
-	for _, c := range AllCapabilities() {
-		if set[c] {
-			out = append(out, c)
-		}
-	}
-	return out, nil
 }
 
 func resources(r *specs.LinuxResources, hc *container.HostConfig) {

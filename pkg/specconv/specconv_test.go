@@ -150,13 +150,13 @@ func TestSpecOptions(t *testing.T) {
 func TestResolveUser(t *testing.T) {
 	root := rootfs(t)
 	for in, want := range map[string]specs.User{
-		"":          {UID: 0, GID: 0},
-		"1234":      {UID: 1234, GID: 0},
-		"1234:5":    {UID: 1234, GID: 5},
-		"nobody":    {UID: 65534, GID: 65534},
-		"app":       {UID: 1000, GID: 1000, AdditionalGids: []uint32{10}},
-		"app:wheel": {UID: 1000, GID: 10},
-		"1000":      {UID: 1000, GID: 1000, AdditionalGids: []uint32{10}},
+		"":          {UID: 0, GID: 0, AdditionalGids: []uint32{0}},
+		"1234":      {UID: 1234, GID: 0, AdditionalGids: []uint32{0}},
+		"1234:5":    {UID: 1234, GID: 5, AdditionalGids: []uint32{5}},
+		"nobody":    {UID: 65534, GID: 65534, AdditionalGids: []uint32{65534}},
+		"app":       {UID: 1000, GID: 1000, AdditionalGids: []uint32{1000, 10}},
+		"app:wheel": {UID: 1000, GID: 10, AdditionalGids: []uint32{10}},
+		"1000":      {UID: 1000, GID: 1000, AdditionalGids: []uint32{1000, 10}},
 	} {
 		got, _, err := ResolveUser(root, in, nil)
 		if err != nil || !reflect.DeepEqual(got, want) {

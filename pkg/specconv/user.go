@@ -147,11 +147,14 @@ func ResolveUser(rootfs, user string, extraGroups []string) (specs.User, string,
 		}
 		u.GID = gid
 	}
-	seen := map[uint32]bool{}
+	// the primary group is a supplementary one too (Docker's containers
+	// show it in their group list, as after a login)
+	seen := map[uint32]bool{u.GID: true}
+	u.AdditionalGids = []uint32{u.GID}
 	if userName != "" && !hasGroup {
 		for _, g := range groups {
 			for _, m := range g.members {
-				if m == userName && !seen[g.gid] && g.gid != u.GID {
+				if m == userName && !seen[g.gid] {
 					seen[g.gid] = true
 					u.AdditionalGids = append(u.AdditionalGids, g.gid)
 				}
@@ -183,5 +186,5 @@ func resolveGroup(groups []groupEntry, g string) (uint32, error) {
 			return e.gid, nil
 		}
 	}
-	return 0, errdefs.New(errdefs.InvalidParameter, "unable to find group %s: no matching entries in group file", g)
+	return 0, errdefs.New(errdefs.InvalidParameter, "Unable to find group %s: no matching entries in group file", g)
 }

@@ -90,6 +90,9 @@ type Stack struct {
 
 	SupervisorMetrics string // host:port of the supervisor's /metrics
 	APIGWMetrics      string // host:port of apigw's /metrics
+	// SupervisorArgs are extra flags of the supervisor (set them in
+	// StartWith's prepare), e.g. --userns-remap.
+	SupervisorArgs []string
 
 	// Net is the stack's own bridge, subnets and iptables chains.
 	Net *NetSlot
@@ -173,11 +176,11 @@ func (s *Stack) logFile(name string) *os.File {
 func (s *Stack) StartSupervisor() {
 	s.t.Helper()
 	s.SupervisorMetrics, _ = FreeAddr()
-	cmd := exec.Command(filepath.Join(s.Bin, "berth-supervisor"),
-		"--root", s.Root, "--exec-root", s.ExecRoot, "--node", s.Node,
+	args := []string{"--root", s.Root, "--exec-root", s.ExecRoot, "--node", s.Node,
 		"--nats-listen", s.NATSAddr, "--metrics-addr", s.SupervisorMetrics,
-		"--bridge", s.Net.Bridge, "--bip", s.Net.BIP, "--default-address-pool", "base="+s.Net.Pool+",size=24",
-		"--iptables-chain-prefix", s.Net.ChainPrefix)
+		"--bridge", s.Net.Bridge, "--bip", s.Net.BIP, "--default-address-pool", "base=" + s.Net.Pool + ",size=24",
+		"--iptables-chain-prefix", s.Net.ChainPrefix}
+	cmd := exec.Command(filepath.Join(s.Bin, "berth-supervisor"), append(args, s.SupervisorArgs...)...)
 	cmd.Stdout, cmd.Stderr = s.logFile("supervisor"), s.logFile("supervisor")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // a crashed test leaves no daemon
 	if err := cmd.Start(); err != nil {

@@ -97,6 +97,18 @@ type Image struct {
 	Containers   int                 `json:"containers"` // containers using it
 }
 
+// UpdateRequest is POST /containers/{id}/update.
+type UpdateRequest struct {
+	bus.Meta
+	ID     string                  `json:"id"`
+	Update *container.UpdateConfig `json:"update"`
+}
+
+// UpdateResponse answers UpdateRequest.
+type UpdateResponse struct {
+	Warnings []string `json:"warnings"`
+}
+
 // NetworkCreateRequest is POST /networks/create.
 type NetworkCreateRequest struct {
 	bus.Meta

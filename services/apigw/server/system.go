@@ -157,7 +157,7 @@ func (s *Server) mapInfo(bi *bus.Info) system.Info {
 		ContainerdCommit:  system.Commit{ID: "berth-supervisor"},
 		RuncCommit:        system.Commit{ID: "berth-runtime"},
 		InitCommit:        system.Commit{ID: "none"},
-		SecurityOptions:   []string{},
+		SecurityOptions:   append([]string{}, bi.SecurityOptions...),
 		CDISpecDirs:       []string{},
 		Warnings:          []string{},
 		GenericResources:  nil,

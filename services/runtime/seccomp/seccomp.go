@@ -8,6 +8,7 @@ package seccomp
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"unsafe"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -131,41 +132,20 @@ func Compile(s *specs.LinuxSeccomp) ([]bpf.RawInstruction, error) {
 	for ai, a := range arches {
 		next := fmt.Sprintf("arch%d", ai+1)
 		p.unless(bpf.JumpEqual, a.audit, next)
-		if a.audit == auditArchX86_64 && !a.x32 {
-			// x32 syscalls are not allowed unless asked for.
-			p.emit(bpf.LoadAbsolute{Off: offNr, Size: 4})
-			ok := p.newLabel()
+		p.emit(bpf.LoadAbsolute{Off: offNr, Size: 4})
+		if a.audit == auditArchX86_64 {
 			p.emit(bpf.JumpIf{Cond: bpf.JumpGreaterOrEqual, Val: x32SyscallBit, SkipTrue: 0, SkipFalse: 1})
-			p.ret(def)
-			p.label(ok)
-		}
-		for _, rule := range s.Syscalls {
-			act, err := Action(rule.Action, rule.ErrnoRet)
-			if err != nil {
-				return nil, err
-			}
-			for _, name := range rule.Names {
-				nr, ok := a.table[name]
-				if !ok {
-					continue // unknown on this architecture: ignored, as libseccomp
-				}
-				nrs := []uint32{nr}
-				if a.x32 {
-					nrs = append(nrs, nr|x32SyscallBit)
-				}
-				for _, n := range nrs {
-					skip := p.newLabel()
-					p.emit(bpf.LoadAbsolute{Off: offNr, Size: 4})
-					p.unless(bpf.JumpEqual, n, skip)
-					if err := p.args(rule.Args, skip); err != nil {
-						return nil, err
-					}
-					p.ret(act)
-					p.label(skip)
-				}
+			if a.x32 {
+				// an x32 syscall is judged as its x86_64 counterpart
+				p.emit(bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: ^uint32(x32SyscallBit)})
+			} else {
+				// x32 syscalls are not allowed unless asked for
+				p.ret(def)
 			}
 		}
-		p.ret(def)
+		if err := p.archBody(s, a, def); err != nil {
+			return nil, err
+		}
 		p.label(next)
 		if ai+1 < len(arches) {
 			p.emit(bpf.LoadAbsolute{Off: offArch, Size: 4})
@@ -184,6 +164,102 @@ func Compile(s *specs.LinuxSeccomp) ([]bpf.RawInstruction, error) {
 		return nil, fmt.Errorf("seccomp: filter too long (%d instructions)", len(p.ins))
 	}
 	return bpf.Assemble(p.ins)
+}
+
+// entry is one rule's say on one syscall number.
+type entry struct {
+	args []specs.LinuxSeccompArg
+	act  uint32
+}
+
+// archBody emits the decision for the syscall number in A: a binary
+// search over the numbers the rules name (a profile like Docker's default
+// names some 350 syscalls: a linear chain would cost every syscall hundreds
+// of instructions and overflow the kernel's 4096), each number leading to
+// the return of its action or, when its rules compare arguments, to a block
+// that tries them in order. Anything else gets the default action.
+func (p *program) archBody(s *specs.LinuxSeccomp, a arch, def uint32) error {
+	byNr := map[uint32][]entry{}
+	for _, rule := range s.Syscalls {
+		act, err := Action(rule.Action, rule.ErrnoRet)
+		if err != nil {
+			return err
+		}
+		for _, name := range rule.Names {
+			nr, ok := a.table[name]
+			if !ok {
+				continue // unknown on this architecture: ignored, as libseccomp
+			}
+			es := byNr[nr]
+			if len(es) > 0 && len(es[len(es)-1].args) == 0 {
+				continue // an earlier rule decides unconditionally
+			}
+			byNr[nr] = append(es, entry{args: rule.Args, act: act})
+		}
+	}
+	nrs := make([]uint32, 0, len(byNr))
+	for nr := range byNr {
+		nrs = append(nrs, nr)
+	}
+	slices.Sort(nrs)
+	// targets: one shared return per unconditional action, one block per
+	// number with argument checks
+	target := map[uint32]string{}
+	actLabel := map[uint32]string{}
+	var acts, blocks []uint32
+	for _, nr := range nrs {
+		es := byNr[nr]
+		if len(es) == 1 && len(es[0].args) == 0 {
+			l, ok := actLabel[es[0].act]
+			if !ok {
+				l = p.newLabel()
+				actLabel[es[0].act] = l
+				acts = append(acts, es[0].act)
+			}
+			target[nr] = l
+			continue
+		}
+		target[nr] = p.newLabel()
+		blocks = append(blocks, nr)
+	}
+	p.tree(nrs, target, def)
+	for _, act := range acts {
+		p.label(actLabel[act])
+		p.ret(act)
+	}
+	for _, nr := range blocks {
+		p.label(target[nr])
+		for _, e := range byNr[nr] {
+			skip := p.newLabel()
+			if err := p.args(e.args, skip); err != nil {
+				return err
+			}
+			p.ret(e.act)
+			p.label(skip)
+		}
+		p.ret(def)
+	}
+	return nil
+}
+
+// tree emits a binary search of A over the sorted nrs, jumping to each
+// number's target; a number not found returns def.
+func (p *program) tree(nrs []uint32, target map[uint32]string, def uint32) {
+	if len(nrs) <= 4 {
+		for _, nr := range nrs {
+			p.emit(bpf.JumpIf{Cond: bpf.JumpEqual, Val: nr, SkipTrue: 0, SkipFalse: 1})
+			p.jumpTo(target[nr])
+		}
+		p.ret(def)
+		return
+	}
+	mid := len(nrs) / 2
+	upper := p.newLabel()
+	p.emit(bpf.JumpIf{Cond: bpf.JumpGreaterOrEqual, Val: nrs[mid], SkipTrue: 0, SkipFalse: 1})
+	p.jumpTo(upper)
+	p.tree(nrs[:mid], target, def)
+	p.label(upper)
+	p.tree(nrs[mid:], target, def)
 }
 
 // args emits the argument checks of one rule; on mismatch jump to fail.

@@ -234,6 +234,7 @@ func (d *daemon) setup() (initPid int, err error) {
 		reaper.Forget(initPid)
 		return 0, d.failCreate(fmt.Errorf("subscribe on the bus: %w", err))
 	}
+	oom := d.watchOOM()
 	if cfg.StartOnCreate {
 		if _, err := d.start(); err != nil {
 			reaper.Forget(initPid)
@@ -241,6 +242,9 @@ func (d *daemon) setup() (initPid int, err error) {
 		}
 	}
 	go d.waitExit(exitc)
+	if oom != nil {
+		go oom(d.finished)
+	}
 	return initPid, nil
 }
 
@@ -444,6 +448,17 @@ func (d *daemon) onCommand(m *natslite.Msg) {
 		}
 	case bus.ShimShutdown:
 		err = d.doShutdown()
+	case bus.ShimPause:
+		err = d.pause()
+	case bus.ShimResume:
+		err = d.resume()
+	case bus.ShimUpdate:
+		var req bus.ShimUpdateRequest
+		if err = bus.Decode(m.Data, &req); err == nil {
+			err = d.update(req)
+		}
+	case bus.ShimPids:
+		v, err = d.pids()
 	default:
 		err = errdefs.New(errdefs.NotImplemented, "unknown shim command %q", verb)
 	}

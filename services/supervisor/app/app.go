@@ -26,6 +26,7 @@ import (
 
 	"berth/pkg/bus"
 	"berth/pkg/bus/natsbus"
+	"berth/pkg/idmap"
 	"berth/pkg/image"
 	"berth/services/supervisor/containers"
 	"berth/services/supervisor/metrics"
@@ -60,6 +61,11 @@ type Config struct {
 	// Network is the containers' networking (--bridge, --bip, …); Bridge
 	// "none" turns bridge networking off.
 	Network network.Config
+	// UsernsRemap (--userns-remap=USER[:GROUP], off when empty) runs the
+	// containers in user namespaces mapped to USER's ranges in SubUIDFile
+	// and GROUP's in SubGIDFile (package idmap).
+	UsernsRemap            string
+	SubUIDFile, SubGIDFile string
 }
 
 // DefaultNode is the host name up to its first dot (a subject token).
@@ -100,6 +106,9 @@ func ParseFlags(args []string) (Config, error) {
 	fs.BoolVar(&c.Network.IPTables, "iptables", true, "manage iptables rules (published ports, masquerade, isolation)")
 	fs.BoolVar(&c.Network.IPMasq, "ip-masq", true, "masquerade the default bridge's outbound traffic")
 	fs.BoolVar(&c.Network.ICC, "icc", true, "let the default bridge's containers reach each other")
+	fs.StringVar(&c.UsernsRemap, "userns-remap", "", "USER[:GROUP] (\"default\": dockremap): map the containers' users to USER's subordinate ids; off when empty")
+	fs.StringVar(&c.SubUIDFile, "subuid-file", "/etc/subuid", "subordinate uid ranges for --userns-remap")
+	fs.StringVar(&c.SubGIDFile, "subgid-file", "/etc/subgid", "subordinate gid ranges for --userns-remap")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -175,6 +184,13 @@ func Start(c Config) (_ *Supervisor, err error) {
 		if err := os.MkdirAll(d, 0o711); err != nil {
 			return nil, err
 		}
+	}
+	var remap *idmap.Remap
+	if c.UsernsRemap != "" {
+		if remap, err = idmap.Parse(c.UsernsRemap, c.SubUIDFile, c.SubGIDFile); err != nil {
+			return nil, err
+		}
+		log.Info("user namespace remapping", "user", c.UsernsRemap, "uid", remap.RootUID, "gid", remap.RootGID)
 	}
 	s := &Supervisor{Config: c, log: log}
 	defer func() {
@@ -253,8 +269,9 @@ func Start(c Config) (_ *Supervisor, err error) {
 		NATSURL: s.NATSURL, NATSUser: c.NATSUser, NATSPass: c.NATSPassword,
 		ShimCredentials: shimCreds,
 		Images:          s.Images, Volumes: s.Volumes, Conn: s.Conn, Logger: log,
-		Event:   srv.PublishEvent,
-		Network: netw,
+		Event:       srv.PublishEvent,
+		Network:     netw,
+		UsernsRemap: remap,
 		OnRunning: func(d time.Duration) {
 			if met != nil {
 				met.CreateToRunning.Observe(d.Seconds())
@@ -396,6 +413,10 @@ func (s *Supervisor) info() bus.Info {
 		OperatingSystem: osName(),
 		NCPU:            runtime.NumCPU(),
 		Runtime:         filepath.Base(s.Config.Runtime),
+		SecurityOptions: []string{"name=seccomp,profile=builtin"},
+	}
+	if s.Config.UsernsRemap != "" {
+		info.SecurityOptions = append(info.SecurityOptions, "name=userns")
 	}
 	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
 		info.CgroupVersion = "2"

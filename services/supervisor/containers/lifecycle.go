@@ -21,6 +21,7 @@ import (
 	"berth/pkg/bus/dockermsg"
 	"berth/pkg/bus/natsbus"
 	"berth/pkg/errdefs"
+	"berth/pkg/idmap"
 	"berth/pkg/specconv"
 )
 
@@ -98,6 +99,11 @@ func (m *Manager) mountRootfs(id string, layers []string, volatile bool) error {
 	for i := len(layers) - 1; i >= 0; i-- { // overlayfs lists the top layer first
 		lower = append(lower, layers[i])
 	}
+	lower, release, err := m.remapLayers(id, lower, upper, work)
+	if err != nil {
+		return err
+	}
+	defer release()
 	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", strings.Join(lower, ":"), upper, work)
 	// A volatile mount leaves <work>/work/incompat/volatile behind, and
 	// overlayfs refuses the layer until it is removed: an earlier run (a
@@ -125,6 +131,10 @@ func (m *Manager) cleanupRun(id string) {
 		if err := unix.Unmount(target, unix.MNT_DETACH); err != nil {
 			break
 		}
+	}
+	m.unmountShm(id)
+	if m.cfg.UsernsRemap != nil {
+		idmap.Unpin(m.usernsPin(id))
 	}
 	if isMountPoint(target) {
 		// never delete through a mount: that would reach the container's data
@@ -268,8 +278,15 @@ func (m *Manager) launch(ctx context.Context, rec *dockermsg.Container) (int, er
 	if err != nil {
 		return 0, err
 	}
+	opts := specconv.Options{ID: id, HostConfig: rec.HostConfig, Rootfs: m.rootfs(id), EtcFiles: etc}
+	if err := m.namespaceOptions(rec.HostConfig, id, &opts); err != nil {
+		return 0, err
+	}
 	netw, err := m.setupNetwork(rec)
 	if err != nil {
+		return 0, err
+	}
+	if err := m.usernsOptions(rec.HostConfig, id, &opts); err != nil {
 		return 0, err
 	}
 	for dst, src := range netw.etc {
@@ -281,7 +298,8 @@ func (m *Manager) launch(ctx context.Context, rec *dockermsg.Container) (int, er
 		cp.Hostname = netw.hostname
 		cfg = &cp
 	}
-	spec, err := specconv.Spec(specconv.Options{ID: id, Config: cfg, HostConfig: rec.HostConfig, Rootfs: m.rootfs(id), EtcFiles: etc, NetNSPath: netw.nsPath, Mounts: mounts})
+	opts.Config, opts.NetNSPath, opts.Mounts = cfg, netw.nsPath, mounts
+	spec, err := specconv.Spec(opts)
 	if err != nil {
 		return 0, err
 	}
@@ -493,7 +511,11 @@ func (m *Manager) HandleOOM(id string) {
 		return
 	}
 	c.oomSeen = true
+	c.rec.State.OOMKilled = true // as Docker's, from the OOM on (also when the container survives it)
 	m.mu.Unlock()
+	if err := m.save(c); err != nil {
+		m.log.Error("saving record", "id", id, "err", err)
+	}
 	m.event(c, "oom")
 }
 
@@ -508,7 +530,7 @@ func (m *Manager) applyExit(c *ctr, rep bus.ExitReport) {
 		at = time.Now().UTC()
 	}
 	st := c.rec.State
-	c.rec.State = dockermsg.State{Status: "exited", ExitCode: rep.ExitCode, OOMKilled: rep.OOMKilled, Error: rep.Error, StartedAt: st.StartedAt, FinishedAt: at}
+	c.rec.State = dockermsg.State{Status: "exited", ExitCode: rep.ExitCode, OOMKilled: rep.OOMKilled || c.oomSeen, Error: rep.Error, StartedAt: st.StartedAt, FinishedAt: at}
 	clearRuntimeNetwork(&c.rec)
 	oom := rep.OOMKilled && !c.oomSeen
 	c.oomSeen = c.oomSeen || rep.OOMKilled
@@ -573,6 +595,9 @@ func (m *Manager) signal(ctx context.Context, c *ctr, sig int) error {
 	if err != nil && errdefs.Is(err, errdefs.Unavailable) && !m.shimAlive(id) {
 		m.shimGone(c)
 		return nil
+	}
+	if err == nil {
+		m.thawAfterSignal(c, sig)
 	}
 	return err
 }

@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -26,6 +25,7 @@ import (
 	"berth/pkg/bus"
 	"berth/pkg/bus/dockermsg"
 	"berth/pkg/errdefs"
+	"berth/pkg/idmap"
 	"berth/pkg/image"
 	"berth/pkg/specconv"
 	bnet "berth/services/supervisor/network"
@@ -55,6 +55,9 @@ type Config struct {
 	// Network sets up the containers' networks (bridge, user networks,
 	// published ports); nil leaves host, none and container: only.
 	Network *bnet.Manager
+	// UsernsRemap, when set, runs containers in user namespaces with its
+	// mapping (--userns-remap; see userns.go).
+	UsernsRemap *idmap.Remap
 }
 
 // Manager owns every container of the node.
@@ -411,6 +414,13 @@ func (m *Manager) Create(req *dockermsg.CreateRequest) (*dockermsg.CreateRespons
 	if err := validateHostConfig(hc); err != nil {
 		return nil, err
 	}
+	if err := m.validateUserns(hc); err != nil {
+		return nil, err
+	}
+	adaptWarnings := specconv.AdaptHostConfig(hc)
+	if err := m.resolveSharedNamespaces(hc); err != nil {
+		return nil, err
+	}
 	mounts, err := specconv.ParseMounts(&cfg, hc, pathExists)
 	if err != nil {
 		return nil, err
@@ -424,9 +434,9 @@ func (m *Manager) Create(req *dockermsg.CreateRequest) (*dockermsg.CreateRespons
 		cfg.Hostname = shortID(id)
 	}
 	// a dry run of the spec catches bad mounts, capabilities, working dirs
-	dry := cfg
-	dry.User = ""
-	if _, err := specconv.Spec(specconv.Options{ID: id, Config: &dry, HostConfig: hc}); err != nil {
+	dry, dryHC := cfg, *hc
+	dry.User, dryHC.GroupAdd = "", nil // names are looked up in the image's files at start
+	if _, err := specconv.Spec(specconv.Options{ID: id, Config: &dry, HostConfig: &dryHC}); err != nil {
 		return nil, err
 	}
 
@@ -499,7 +509,7 @@ func (m *Manager) Create(req *dockermsg.CreateRequest) (*dockermsg.CreateRespons
 	}
 	m.mu.Unlock()
 	m.event(c, "create")
-	return &dockermsg.CreateResponse{ID: id, Warnings: append([]string{}, warnings...)}, nil
+	return &dockermsg.CreateResponse{ID: id, Warnings: append(append([]string{}, adaptWarnings...), warnings...)}, nil
 }
 
 // prepare makes, right after the create, what the first start needs in the
@@ -568,33 +578,14 @@ func validateHostConfig(hc *container.HostConfig) error {
 			return errdefs.New(errdefs.InvalidParameter, "can't create 'AutoRemove' container with restart policy")
 		}
 	}
-	r := hc.Resources
-	if r.Memory < 0 || (r.Memory > 0 && r.Memory < 6*1024*1024) {
-		return errdefs.New(errdefs.InvalidParameter, "Minimum memory limit allowed is 6MB")
+	if err := specconv.ValidateResources(&hc.Resources, false); err != nil {
+		return err
 	}
-	if r.Memory > 0 && r.MemorySwap > 0 && r.MemorySwap < r.Memory {
-		return errdefs.New(errdefs.InvalidParameter, "Minimum memoryswap limit should be larger than memory limit, see usage")
+	if err := specconv.ValidateModes(hc); err != nil {
+		return err
 	}
-	if r.MemorySwap != 0 && r.MemorySwap != -1 && r.Memory == 0 {
-		return errdefs.New(errdefs.InvalidParameter, "You should always set the Memory limit when using Memoryswap limit, see usage")
-	}
-	if r.NanoCPUs != 0 && (r.CPUPeriod != 0 || r.CPUQuota != 0) {
-		return errdefs.New(errdefs.InvalidParameter, "Conflicting options: Nano CPUs and CPU Period cannot both be set")
-	}
-	if n := int64(runtime.NumCPU()); r.NanoCPUs < 0 || r.NanoCPUs > n*1e9 {
-		return errdefs.New(errdefs.InvalidParameter, "Range of CPUs is from 0.01 to %d.00, as there are only %d CPUs available", n, n)
-	}
-	if r.CPUShares < 0 || r.CPUQuota < 0 || r.CPUPeriod < 0 {
-		return errdefs.New(errdefs.InvalidParameter, "CPU shares, quota and period cannot be negative")
-	}
-	if r.CPUPeriod != 0 && (r.CPUPeriod < 1000 || r.CPUPeriod > 1000000) {
-		return errdefs.New(errdefs.InvalidParameter, "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)")
-	}
-	if r.CPUQuota != 0 && r.CPUQuota < 1000 {
-		return errdefs.New(errdefs.InvalidParameter, "CPU cfs quota can not be less than 1ms (i.e. 1000)")
-	}
-	if hc.ShmSize < 0 {
-		return errdefs.New(errdefs.InvalidParameter, "SHM size can not be less than 0")
+	if err := specconv.ValidateCapabilities(hc); err != nil {
+		return err
 	}
 	return nil
 }

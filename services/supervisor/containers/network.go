@@ -166,7 +166,12 @@ func (m *Manager) setupNetwork(rec *dockermsg.Container) (*netSetup, error) {
 	case mode.IsNone() || m.cfg.Network == nil:
 		return &netSetup{loopbackUp: true}, nil
 	}
+	newNetNS, err := m.remapNetns(rec.HostConfig, rec.ID)
+	if err != nil {
+		return nil, err
+	}
 	req := bnet.SetupRequest{
+		NewNetNS:    newNetNS,
 		ContainerID: rec.ID,
 		Name:        rec.Name,
 		Hostname:    rec.Config.Hostname,

@@ -627,6 +627,10 @@ type SetupRequest struct {
 	Ports       nat.PortMap
 	Exposed     nat.PortSet
 	PublishAll  bool
+	// NewNetNS makes the pinned namespace at path; nil: a new namespace of
+	// the host's user namespace (a --userns-remap container's belongs to
+	// its own user namespace).
+	NewNetNS func(path string) error
 }
 
 // Setup makes the sandbox of a container about to start: a pinned network
@@ -688,7 +692,11 @@ func (m *Manager) Setup(req SetupRequest) (_ *Sandbox, err error) {
 	if err := writeJSON(m.sandboxFile(id), sb, false); err != nil {
 		return nil, err
 	}
-	if err := newNetns(sb.NetNS); err != nil {
+	mkNetns := newNetns
+	if req.NewNetNS != nil {
+		mkNetns = req.NewNetNS
+	}
+	if err := mkNetns(sb.NetNS); err != nil {
 		return nil, err
 	}
 	if len(sb.Endpoints) == 0 {

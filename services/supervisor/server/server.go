@@ -140,6 +140,7 @@ var stateChanging = map[string]bool{
 	"images.tag": true, "images.remove": true, "images.import": true,
 	"volumes.create": true, "volumes.remove": true, "volumes.prune": true,
 	"networks.create": true, "networks.remove": true, "networks.connect": true, "networks.disconnect": true, "networks.prune": true,
+	"containers.pause": true, "containers.unpause": true, "containers.update": true,
 }
 
 func (s *Server) handleCommand(m *nats.Msg) {
@@ -309,6 +310,45 @@ func (s *Server) containerCommand(ctx context.Context, verb string, m *nats.Msg)
 		return s.logs(req)
 	case bus.VerbArchiveStat, bus.VerbArchiveGet, bus.VerbArchivePut, bus.VerbExport, bus.VerbChanges:
 		return s.fileCommand(verb, m)
+	case bus.VerbPause, bus.VerbUnpause:
+		req, err := decode[bus.IDRequest](m.Data)
+		if err != nil {
+			return nil, err
+		}
+		if err := needID(req.ID); err != nil {
+			return nil, err
+		}
+		if verb == bus.VerbPause {
+			return nil, cm.Pause(ctx, req.ID)
+		}
+		return nil, cm.Unpause(ctx, req.ID)
+	case bus.VerbUpdate:
+		req, err := decode[dockermsg.UpdateRequest](m.Data)
+		if err != nil {
+			return nil, err
+		}
+		if err := needID(req.ID); err != nil {
+			return nil, err
+		}
+		return cm.Update(ctx, req)
+	case bus.VerbTop:
+		req, err := decode[bus.TopRequest](m.Data)
+		if err != nil {
+			return nil, err
+		}
+		if err := needID(req.ID); err != nil {
+			return nil, err
+		}
+		return cm.Top(ctx, req)
+	case bus.VerbStats:
+		req, err := decode[bus.IDRequest](m.Data)
+		if err != nil {
+			return nil, err
+		}
+		if err := needID(req.ID); err != nil {
+			return nil, err
+		}
+		return cm.Stats(req.ID)
 	}
 	return nil, errdefs.New(errdefs.NotImplemented, "unknown container command %q", verb)
 }

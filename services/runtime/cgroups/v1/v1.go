@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -160,6 +161,14 @@ func fillCpuset(dir, file string) error {
 	return write(dir, file, strings.TrimSpace(string(v)))
 }
 
+func readUint(dir, file string) (uint64, error) {
+	b, err := os.ReadFile(filepath.Join(dir, file))
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+}
+
 func write(dir, file, val string) error {
 	if err := os.WriteFile(filepath.Join(dir, file), []byte(val), 0o644); err != nil {
 		return fmt.Errorf("write %s: %w", filepath.Join(dir, file), err)
@@ -233,6 +242,13 @@ func (m *Manager) Set(r *specs.LinuxResources) error {
 		if cpu.Shares != nil && *cpu.Shares != 0 {
 			if err := m.set("cpu", "cpu.shares", strconv.FormatUint(*cpu.Shares, 10)); err != nil {
 				return err
+			}
+			// the kernel clamps out-of-range shares silently: say so, as runc
+			if got, err := readUint(m.paths["cpu"], "cpu.shares"); err == nil && got != *cpu.Shares {
+				if got > *cpu.Shares {
+					return fmt.Errorf("the minimum allowed cpu-shares is %d", got)
+				}
+				return fmt.Errorf("the maximum allowed cpu-shares is %d", got)
 			}
 		}
 		if cpu.Period != nil && *cpu.Period != 0 {
@@ -382,32 +398,47 @@ func (m *Manager) setDevices(rules []specs.LinuxDeviceCgroup) error {
 	return nil
 }
 
-// Freeze implements cgroups.Manager.
+// Freeze implements cgroups.Manager. A v1 freezer may stay FREEZING
+// while tasks are being forked or are in the middle of an exec: the
+// state is written again on every try, with a thaw and a pause now and
+// then (runc's empirical recipe), and a cgroup that cannot be frozen is
+// thawed back rather than left half frozen.
 func (m *Manager) Freeze(frozen bool) error {
 	want := "THAWED"
 	if frozen {
 		want = "FROZEN"
 	}
-	if err := m.set("freezer", "freezer.state", want); err != nil {
-		return err
+	state := func() (string, error) {
+		b, err := os.ReadFile(filepath.Join(m.paths["freezer"], "freezer.state"))
+		return strings.TrimSpace(string(b)), err
 	}
 	// A task in uninterruptible sleep (I/O on a loaded host) delays the
-	// freeze: wait for a while, not for a number of polls.
-	deadline := time.Now().Add(5 * time.Second)
-	for i := 0; time.Now().Before(deadline); i++ {
-		b, err := os.ReadFile(filepath.Join(m.paths["freezer"], "freezer.state"))
+	// freeze: retry for a while, not for a number of polls.
+	for i, deadline := 0, time.Now().Add(5*time.Second); time.Now().Before(deadline); i++ {
+		if frozen && i%50 == 49 {
+			_ = m.set("freezer", "freezer.state", "THAWED")
+			time.Sleep(10 * time.Millisecond)
+		}
+		if err := m.set("freezer", "freezer.state", want); err != nil {
+			return err
+		}
+		if i%25 == 24 {
+			time.Sleep(10 * time.Microsecond)
+		}
+		st, err := state()
 		if err != nil {
 			return err
 		}
-		if strings.TrimSpace(string(b)) == want {
+		if st == want {
 			return nil
 		}
-		time.Sleep(time.Millisecond)
-		if i%50 == 49 { // a FREEZING cgroup may need a nudge
-			_ = m.set("freezer", "freezer.state", want)
+		if i < 100 {
+			runtime.Gosched()
+		} else {
+			time.Sleep(time.Millisecond) // no busy loop for seconds
 		}
 	}
-	if frozen { // not left half-frozen
+	if frozen {
 		_ = m.set("freezer", "freezer.state", "THAWED")
 	}
 	return fmt.Errorf("cgroup did not reach %s", want)
