@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Runs every Go fuzz target in the project (outside the runtime, whose own
-# tests cover it) for a while each: scripts/fuzz.sh 60s. `make test` runs it
-# for a few seconds per target so CI exercises every target; `make fuzz` for
-# longer. A failing input is kept in the package's testdata/fuzz and makes
-# the plain `go test` fail from then on.
+# tests cover it) for a while each: scripts/fuzz.sh 60s, or a number of
+# inputs: scripts/fuzz.sh 20000x. `make test` runs a count per target so CI
+# exercises every target (a count, because a duration can end in a spurious
+# "context deadline exceeded" with Go 1.26: golang/go#75804); `make fuzz`
+# runs each for longer. A failing input is kept in the package's
+# testdata/fuzz and makes the plain `go test` fail from then on.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 t=${1:-30s}
