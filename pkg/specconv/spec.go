@@ -28,6 +28,8 @@ type Options struct {
 	// EtcFiles are host files bind-mounted over /etc/hostname, /etc/hosts
 	// and /etc/resolv.conf (destination → source), as Docker does.
 	EtcFiles map[string]string
+	// InitPath is the host's init binary for HostConfig.Init (--init).
+	InitPath string
 }
 
 // DefaultCapabilities are Docker's default capabilities.
@@ -238,6 +240,11 @@ func Spec(o Options) (*specs.Spec, error) {
 		return nil, err
 	}
 	s.Mounts = overrideMounts(s.Mounts, mounts)
+	if hc.Init != nil && *hc.Init {
+		if err := applyInit(s, o.InitPath); err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
 }
 

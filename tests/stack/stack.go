@@ -22,7 +22,7 @@ import (
 )
 
 // Services are the binaries a stack needs.
-var Services = []string{"apigw", "supervisor", "shim", "runtime"}
+var Services = []string{"apigw", "supervisor", "shim", "runtime", "init"}
 
 var (
 	buildOnce sync.Once
@@ -68,6 +68,9 @@ func Binaries() (string, error) {
 		for _, s := range Services {
 			cmd := exec.Command("go", "build", "-o", filepath.Join(buildDir, "berth-"+s), "./services/"+s)
 			cmd.Dir = root
+			if s == "init" {
+				cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // static: it runs inside containers
+			}
 			if out, err := cmd.CombinedOutput(); err != nil {
 				buildErr = fmt.Errorf("build berth-%s: %v\n%s", s, err, out)
 				return

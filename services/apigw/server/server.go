@@ -143,6 +143,10 @@ func (s *Server) routes() http.Handler {
 	r.Post("/containers/{id}/resize", s.containerResize)
 	r.Get("/containers/{id}/logs", s.containerLogs)
 	r.Delete("/containers/{id}", s.containerRemove)
+	r.Post("/containers/{id}/exec", s.execCreate)
+	r.Post("/exec/{id}/start", s.execStart)
+	r.Post("/exec/{id}/resize", s.execResize)
+	r.Get("/exec/{id}/json", s.execInspect)
 
 	r.Get("/images/json", s.imageList)
 	r.Post("/images/create", s.imageCreate)

@@ -27,6 +27,7 @@ type stdio struct {
 	in       *os.File // stdin write end or the pty master; nil when closed
 
 	consoleSock string
+	consoleTmp  string // a directory made for consoleSock (path too long), removed with it
 	consoleL    *net.UnixListener
 	consoleC    chan consoleResult
 }
@@ -54,7 +55,7 @@ func openStdio(cfg *bus.ShimConfig) (*stdio, error) {
 			return fail(err)
 		}
 		s.childErr = s.childOut
-		if err := s.listenConsole(cfg); err != nil {
+		if err := s.listenConsole(filepath.Join(cfg.StateDir, "console.sock")); err != nil {
 			return fail(err)
 		}
 		return s, nil
@@ -97,6 +98,10 @@ func (s *stdio) closeAll() {
 		s.consoleL.Close()
 		os.Remove(s.consoleSock)
 	}
+	if s.consoleTmp != "" {
+		os.RemoveAll(s.consoleTmp)
+		s.consoleTmp = ""
+	}
 }
 
 // stdin is where data for the container's stdin goes.
@@ -115,16 +120,16 @@ func (s *stdio) closeStdin() {
 	}
 }
 
-// listenConsole opens the unix socket on which the runtime sends the pty
+// listenConsole opens the unix socket p on which the runtime sends the pty
 // master (runc's --console-socket protocol: one SCM_RIGHTS message).
-func (s *stdio) listenConsole(cfg *bus.ShimConfig) error {
-	p := filepath.Join(cfg.StateDir, "console.sock")
+func (s *stdio) listenConsole(p string) error {
 	if len(p) > 100 { // sun_path is 108 bytes
 		d, err := os.MkdirTemp("", "berth-shim-")
 		if err != nil {
 			return err
 		}
-		p = filepath.Join(d, "console.sock")
+		p = filepath.Join(d, filepath.Base(p))
+		s.consoleTmp = d
 	}
 	os.Remove(p)
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: p, Net: "unix"})

@@ -231,6 +231,7 @@ func (m *Manager) startLocked(ctx context.Context, c *ctr) error {
 		m.cfg.OnRunning(time.Since(t0))
 	}
 	m.event(c, "start")
+	m.startHealth(c)
 	m.log.Debug("start: done", "id", id)
 	if pending != nil {
 		m.applyExit(c, *pending)
@@ -267,7 +268,7 @@ func (m *Manager) launch(ctx context.Context, rec *dockermsg.Container) (int, er
 	if err != nil {
 		return 0, err
 	}
-	spec, err := specconv.Spec(specconv.Options{ID: id, Config: rec.Config, HostConfig: rec.HostConfig, Rootfs: m.rootfs(id), EtcFiles: etc})
+	spec, err := specconv.Spec(specconv.Options{ID: id, Config: rec.Config, HostConfig: rec.HostConfig, Rootfs: m.rootfs(id), EtcFiles: etc, InitPath: m.cfg.InitPath})
 	if err != nil {
 		return 0, err
 	}
@@ -494,7 +495,8 @@ func (m *Manager) applyExit(c *ctr, rep bus.ExitReport) {
 		at = time.Now().UTC()
 	}
 	st := c.rec.State
-	c.rec.State = dockermsg.State{Status: "exited", ExitCode: rep.ExitCode, OOMKilled: rep.OOMKilled, Error: rep.Error, StartedAt: st.StartedAt, FinishedAt: at}
+	c.rec.State = dockermsg.State{Status: "exited", ExitCode: rep.ExitCode, OOMKilled: rep.OOMKilled, Error: rep.Error, StartedAt: st.StartedAt, FinishedAt: at, Health: st.Health}
+	m.stopHealthLocked(c)
 	oom := rep.OOMKilled && !c.oomSeen
 	c.oomSeen = c.oomSeen || rep.OOMKilled
 	ch := c.exited

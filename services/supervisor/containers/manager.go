@@ -37,6 +37,7 @@ type Config struct {
 	Node       string
 	ShimBin    string
 	RuntimeBin string
+	InitPath   string // the init of --init
 	NATSURL    string // handed to shims
 	NATSUser   string // handed to shims when ShimCredentials is nil
 	NATSPass   string
@@ -62,6 +63,7 @@ type Manager struct {
 	byID      map[string]*ctr
 	names     map[string]string // "/name" → ID
 	keys      map[string]string // idempotency key of the create → ID (survives restarts)
+	execs     map[string]*execProc
 }
 
 type ctr struct {
@@ -76,6 +78,7 @@ type ctr struct {
 	oomSeen     bool
 	removed     bool
 	restart     restartState // the restart policy's back-off and pending restart
+	health      *healthMonitor
 }
 
 // New creates the manager and restores the records found on disk.
@@ -102,6 +105,7 @@ func New(cfg Config) (*Manager, error) {
 		return nil, err
 	}
 	m.restoreRestartPolicies()
+	m.restoreHealth()
 	return m, nil
 }
 
@@ -396,6 +400,10 @@ func (m *Manager) Create(req *dockermsg.CreateRequest) (*dockermsg.CreateRespons
 		}
 	}
 	specconv.Merge(&cfg, img.Config)
+	specconv.MergeHealthcheck(&cfg, img.Healthcheck)
+	if err := specconv.ValidateHealthcheck(cfg.Healthcheck); err != nil {
+		return nil, err
+	}
 	args := specconv.Args(&cfg)
 	if len(args) == 0 {
 		return nil, errdefs.New(errdefs.InvalidParameter, "no command specified")
@@ -410,7 +418,7 @@ func (m *Manager) Create(req *dockermsg.CreateRequest) (*dockermsg.CreateRespons
 	// a dry run of the spec catches bad mounts, capabilities, working dirs
 	dry := cfg
 	dry.User = ""
-	if _, err := specconv.Spec(specconv.Options{ID: id, Config: &dry, HostConfig: hc}); err != nil {
+	if _, err := specconv.Spec(specconv.Options{ID: id, Config: &dry, HostConfig: hc, InitPath: m.cfg.InitPath}); err != nil {
 		return nil, err
 	}
 
@@ -727,6 +735,7 @@ func (m *Manager) removeLocked(c *ctr) error {
 		m.log.Warn("removing container directory", "id", id, "err", err)
 	}
 	<-shimDone
+	m.dropExecs(id)
 	m.mu.Lock()
 	delete(m.byID, id)
 	for k, v := range m.keys {

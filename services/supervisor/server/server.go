@@ -134,6 +134,7 @@ var stateChanging = map[string]bool{
 	"containers.create": true, "containers.start": true, "containers.stop": true, "containers.kill": true,
 	"containers.restart": true, "containers.remove": true, "containers.rename": true, "containers.prune": true,
 	"images.tag": true, "images.remove": true, "images.import": true,
+	"containers.exec_create": true, "containers.exec_start": true,
 }
 
 func (s *Server) handleCommand(m *nats.Msg) {
@@ -297,6 +298,8 @@ func (s *Server) containerCommand(ctx context.Context, verb string, m *nats.Msg)
 			return nil, err
 		}
 		return s.logs(req)
+	case bus.VerbExecCreate, bus.VerbExecStart, bus.VerbExecInspect:
+		return s.execCommand(ctx, verb, m)
 	}
 	return nil, errdefs.New(errdefs.NotImplemented, "unknown container command %q", verb)
 }
@@ -399,6 +402,8 @@ func (s *Server) handleReport(m *nats.Msg) {
 	case bus.ReportOOM:
 		s.Containers.HandleOOM(id)
 		s.respond(m, bus.EncodeReply(nil, nil))
+	case bus.ReportExecExit:
+		s.execExitReport(id, m)
 	default:
 		s.respond(m, bus.EncodeReply(nil, errdefs.New(errdefs.NotImplemented, "unknown report %q", kind)))
 	}
