@@ -299,6 +299,13 @@ var (
 // tarball is built once per test process).
 func (s *Stack) ImportBusybox() {
 	s.t.Helper()
+	s.ImportBusyboxAs("busybox:latest", `CMD ["sh"]`)
+}
+
+// ImportBusyboxAs imports the busybox tarball as ref with the given
+// Dockerfile changes (docker import --change).
+func (s *Stack) ImportBusyboxAs(ref string, changes ...string) {
+	s.t.Helper()
 	busyboxOnce.Do(func() {
 		root, err := ModuleRoot()
 		if err != nil {
@@ -312,8 +319,11 @@ func (s *Stack) ImportBusybox() {
 	if busyboxErr != nil {
 		s.t.Fatalf("mkbusybox: %v", busyboxErr)
 	}
-	out := busyboxTar
-	if _, errOut, code := s.DockerIn(out, "import", "-c", `CMD ["sh"]`, "-", "busybox:latest"); code != 0 {
+	args := []string{"import"}
+	for _, c := range changes {
+		args = append(args, "-c", c)
+	}
+	if _, errOut, code := s.DockerIn(busyboxTar, append(args, "-", ref)...); code != 0 {
 		s.t.Fatalf("docker import: %s", errOut)
 	}
 }
