@@ -269,22 +269,25 @@ func (m *Manager) shimExec(ctx context.Context, id string, req *bus.ShimExecRequ
 	return nil, err
 }
 
-// HandleExecExit applies a shim's report that an exec process ended.
-func (m *Manager) HandleExecExit(ctrID string, rep bus.ExecExitReport) {
+// HandleExecExit applies a shim's report that an exec process ended. It
+// returns what announces it (the exec_die event), for the caller to run
+// once it has answered the shim: the process's stream ends only then.
+func (m *Manager) HandleExecExit(ctrID string, rep bus.ExecExitReport) (announce func()) {
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	e := m.execs[rep.ExecID]
 	c := m.byID[ctrID]
 	if e == nil || e.ctrID != ctrID || e.exitCode != nil {
-		m.mu.Unlock()
-		return
+		return func() {}
 	}
 	code := rep.ExitCode
 	e.exitCode, e.running = &code, false
 	if e.pid == 0 {
 		e.pid = rep.Pid
 	}
-	m.mu.Unlock()
-	if c != nil {
-		m.event(c, "exec_die", "execID", e.id, "exitCode", strconv.Itoa(code))
+	return func() {
+		if c != nil {
+			m.event(c, "exec_die", "execID", rep.ExecID, "exitCode", strconv.Itoa(code))
+		}
 	}
 }

@@ -46,6 +46,7 @@ func (s *Server) execExitReport(id string, m *nats.Msg) {
 		s.respond(m, bus.EncodeReply(nil, err))
 		return
 	}
-	s.Containers.HandleExecExit(id, rep)
+	announce := s.Containers.HandleExecExit(id, rep)
 	s.respond(m, bus.EncodeReply(nil, nil))
+	announce()
 }
