@@ -20,6 +20,7 @@ import (
 	"berth/pkg/image"
 	"berth/services/supervisor/containers"
 	"berth/services/supervisor/metrics"
+	"berth/services/supervisor/network"
 )
 
 // IdempotencyTTL is how long a command's answer is kept for retries with
@@ -36,6 +37,7 @@ type Server struct {
 	Metrics    *metrics.Metrics
 	Log        *slog.Logger
 	Info       func() bus.Info
+	Networks   *network.Manager // nil: no bridge networking
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -135,6 +137,7 @@ var stateChanging = map[string]bool{
 	"containers.restart": true, "containers.remove": true, "containers.rename": true, "containers.prune": true,
 	"images.tag": true, "images.remove": true, "images.import": true,
 	"containers.exec_create": true, "containers.exec_start": true,
+	"networks.create": true, "networks.remove": true, "networks.connect": true, "networks.disconnect": true, "networks.prune": true,
 }
 
 func (s *Server) handleCommand(m *nats.Msg) {
@@ -187,6 +190,8 @@ func (s *Server) dispatch(area, verb string, m *nats.Msg) (any, error) {
 		return s.containerCommand(ctx, verb, m)
 	case bus.AreaImages:
 		return s.imageCommand(ctx, verb, m)
+	case bus.AreaNetworks:
+		return s.networkCommand(verb, m)
 	case bus.AreaSystem:
 		switch verb {
 		case bus.VerbPing:
