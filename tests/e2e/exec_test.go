@@ -384,3 +384,16 @@ func waitFor(t *testing.T, d time.Duration, what string, ok func() bool) {
 	}
 	t.Fatalf("%s: not in %s", what, d)
 }
+
+// An exec inherits the container's user, environment and working directory
+// unless it says otherwise.
+func TestExecInheritsContainerSettings(t *testing.T) {
+	s := shared(t)
+	name := runSleeper(t, s, "-u", "nobody", "-e", "FOO=bar", "-w", "/tmp")
+	if out := s.MustDocker("exec", name, "sh", "-c", "id -u; echo $FOO; pwd"); out != "65534\nbar\n/tmp" {
+		t.Fatalf("exec in a -u nobody -e FOO=bar -w /tmp container: %q", out)
+	}
+	if out := s.MustDocker("exec", "-u", "root", "-e", "FOO=baz", "-w", "/", name, "sh", "-c", "id -u; echo $FOO; pwd; echo $HOME"); out != "0\nbaz\n/\n/root" {
+		t.Fatalf("exec overriding user, env and workdir: %q", out)
+	}
+}

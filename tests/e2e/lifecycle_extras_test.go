@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"encoding/json"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -199,6 +201,18 @@ func TestHealthcheck(t *testing.T) {
 	out := s.MustDocker("events", "--since", since, "--until", until, "--filter", "container="+name, "--filter", "event=health_status", "--format", "{{.Action}}")
 	if out != "health_status: unhealthy\nhealth_status: healthy" {
 		t.Fatalf("health events:\n%s", out)
+	}
+	// operators see the probes
+	resp, err := http.Get("http://" + s.SupervisorMetrics + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, m := range []string{`berth_supervisor_health_checks_total{result="failure"}`, `berth_supervisor_health_checks_total{result="success"}`} {
+		if !strings.Contains(string(metrics), m) {
+			t.Errorf("supervisor metrics lack %s", m)
+		}
 	}
 	// the probes run as execs, with dockerd's exec events
 	out = s.MustDocker("events", "--since", since, "--until", until, "--filter", "container="+name, "--filter", "event=exec_die", "--format", "{{.Action}}")

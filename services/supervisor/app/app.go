@@ -253,6 +253,15 @@ func Start(c Config) (_ *Supervisor, err error) {
 				met.CreateToRunning.Observe(d.Seconds())
 			}
 		},
+		OnHealthCheck: func(healthy bool) {
+			if met != nil {
+				result := "failure"
+				if healthy {
+					result = "success"
+				}
+				met.HealthChecks.WithLabelValues(result).Inc()
+			}
+		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("restoring containers: %w", err)

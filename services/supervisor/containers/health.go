@@ -115,6 +115,9 @@ func (m *Manager) healthLoop(c *ctr, mon *healthMonitor, hc container.HealthConf
 		case <-time.After(wait):
 		}
 		res := m.runProbe(c, probe, timeout)
+		if m.cfg.OnHealthCheck != nil {
+			m.cfg.OnHealthCheck(res.ExitCode == 0)
+		}
 		select {
 		case <-mon.stop:
 			return

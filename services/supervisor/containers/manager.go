@@ -51,7 +51,8 @@ type Config struct {
 	Logger          *slog.Logger
 	Event           func(typ, action, id string, attrs map[string]string)
 	OnRunning       func(createToRunning time.Duration)
-	ShimTimeout     time.Duration // for shim requests; 0 means 10s
+	OnHealthCheck   func(healthy bool) // each healthcheck probe's result
+	ShimTimeout     time.Duration      // for shim requests; 0 means 10s
 	// Network sets up the containers' networks (bridge, user networks,
 	// published ports); nil leaves host, none and container: only.
 	Network *bnet.Manager
