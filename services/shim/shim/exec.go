@@ -324,24 +324,7 @@ func (d *daemon) onExecStdin(m *natslite.Msg) {
 		m.Respond(bus.EncodeReply(nil, errdefs.New(errdefs.Conflict, "the exec process has ended")))
 		return
 	}
-	if m.Header.Get(bus.HeaderEOF) == "1" {
-		if !e.tty {
-			e.io.closeStdin()
-		}
-		m.Respond(bus.EncodeReply(nil, nil))
-		return
-	}
-	w := e.io.stdin()
-	if w == nil {
-		m.Respond(bus.EncodeReply(nil, errdefs.New(errdefs.Conflict, "the exec process's stdin is closed")))
-		return
-	}
-	if _, err := w.Write(m.Data); err != nil {
-		m.Respond(bus.EncodeReply(nil, errdefs.New(errdefs.Conflict, "write to the exec process's stdin: %v", err)))
-		return
-	}
-	d.metrics.in.Add(int64(len(m.Data)))
-	m.Respond(bus.EncodeReply(nil, nil))
+	d.feedStdin(m, e.io, !e.tty, "the exec process's")
 }
 
 // resizeExec sets the terminal size of an exec process.

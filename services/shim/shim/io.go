@@ -234,20 +234,27 @@ func streamIndex(s string) int {
 
 // onStdin handles a message on the container's IOIn subject.
 func (d *daemon) onStdin(m *natslite.Msg) {
+	d.feedStdin(m, d.io, !d.cfg.Tty && d.cfg.StdinOnce, "the container's")
+}
+
+// feedStdin writes one stdin message to the process whose stdio is s
+// (whose names it in errors); an EOF message closes its stdin when
+// closeOnEOF.
+func (d *daemon) feedStdin(m *natslite.Msg, s *stdio, closeOnEOF bool, whose string) {
 	if m.Header.Get(bus.HeaderEOF) == "1" {
-		if !d.cfg.Tty && d.cfg.StdinOnce {
-			d.io.closeStdin()
+		if closeOnEOF {
+			s.closeStdin()
 		}
 		m.Respond(bus.EncodeReply(nil, nil))
 		return
 	}
-	w := d.io.stdin()
+	w := s.stdin()
 	if w == nil {
-		m.Respond(bus.EncodeReply(nil, errdefs.New(errdefs.Conflict, "the container's stdin is closed")))
+		m.Respond(bus.EncodeReply(nil, errdefs.New(errdefs.Conflict, "%s stdin is closed", whose)))
 		return
 	}
 	if _, err := w.Write(m.Data); err != nil {
-		m.Respond(bus.EncodeReply(nil, errdefs.New(errdefs.Conflict, "write to the container's stdin: %v", err)))
+		m.Respond(bus.EncodeReply(nil, errdefs.New(errdefs.Conflict, "write to %s stdin: %v", whose, err)))
 		return
 	}
 	d.metrics.in.Add(int64(len(m.Data)))
