@@ -187,8 +187,10 @@ func (s *Stack) StartSupervisor() {
 		s.t.Fatal(err)
 	}
 	s.sup = cmd
-	s.waitFor("NATS", func() bool {
-		c, err := net.DialTimeout("tcp", s.NATSAddr, 100*time.Millisecond)
+	// The supervisor opens its metrics listener once it has restored its
+	// containers and answers on the bus (NATS itself is up earlier).
+	s.waitFor("the supervisor", func() bool {
+		c, err := net.DialTimeout("tcp", s.SupervisorMetrics, 100*time.Millisecond)
 		if err == nil {
 			c.Close()
 		}
