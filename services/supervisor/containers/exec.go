@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -29,6 +30,7 @@ type execProc struct {
 	started   bool
 	running   bool
 	exitCode  *int
+	ended     time.Time
 	pid       int
 }
 
@@ -48,12 +50,12 @@ func execableLocked(c *ctr, ref string) error {
 	switch {
 	case c.removed:
 		return errdefs.NoSuchContainer(ref)
+	case st.Restarting || st.Status == "restarting":
+		return errdefs.New(errdefs.Conflict, "container %s is restarting, wait until the container is running", c.rec.ID)
 	case !isRunningState(st.Status) || !st.Running:
 		return errdefs.New(errdefs.Conflict, "container %s is not running", c.rec.ID)
 	case st.Paused || st.Status == "paused":
 		return errdefs.New(errdefs.Conflict, "container %s is paused, unpause the container before exec", ref)
-	case st.Restarting || st.Status == "restarting":
-		return errdefs.New(errdefs.Conflict, "container %s is restarting, wait until the container is running", c.rec.ID)
 	}
 	return nil
 }
@@ -105,8 +107,7 @@ func (m *Manager) pruneExecsLocked(ctrID string) {
 			done = append(done, e)
 		}
 	}
-	// exec IDs are random: the order of finishing is not known, and any
-	// finished one will do
+	sort.Slice(done, func(i, j int) bool { return done[i].ended.Before(done[j].ended) })
 	for i := 0; i < len(done)-keepFinishedExecs+1; i++ {
 		delete(m.execs, done[i].id)
 	}
@@ -191,7 +192,7 @@ func (m *Manager) ExecStart(ctx context.Context, req *bus.ExecStartRequest) (*bu
 		// of the stream that carried the error
 		code := startErrorCode(err.Error())
 		m.mu.Lock()
-		e.running, e.exitCode = false, &code
+		e.running, e.exitCode, e.ended = false, &code, time.Now()
 		m.mu.Unlock()
 		return nil, err
 	}
@@ -281,7 +282,7 @@ func (m *Manager) HandleExecExit(ctrID string, rep bus.ExecExitReport) (announce
 		return func() {}
 	}
 	code := rep.ExitCode
-	e.exitCode, e.running = &code, false
+	e.exitCode, e.running, e.ended = &code, false, time.Now()
 	if e.pid == 0 {
 		e.pid = rep.Pid
 	}

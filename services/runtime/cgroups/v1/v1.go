@@ -388,10 +388,17 @@ func (m *Manager) Freeze(frozen bool) error {
 	if frozen {
 		want = "FROZEN"
 	}
-	if err := m.set("freezer", "freezer.state", want); err != nil {
-		return err
-	}
+	// A cgroup can stay FREEZING for ever when a task was caught at a bad
+	// moment (in execve, say): like runc, write the state again on every
+	// round and, now and then, thaw for a moment and start over.
 	for i := 0; i < 1000; i++ {
+		if frozen && i%50 == 49 {
+			_ = m.set("freezer", "freezer.state", "THAWED")
+			time.Sleep(10 * time.Millisecond)
+		}
+		if err := m.set("freezer", "freezer.state", want); err != nil {
+			return err
+		}
 		b, err := os.ReadFile(filepath.Join(m.paths["freezer"], "freezer.state"))
 		if err != nil {
 			return err
@@ -400,9 +407,6 @@ func (m *Manager) Freeze(frozen bool) error {
 			return nil
 		}
 		time.Sleep(time.Millisecond)
-		if i%50 == 49 { // a FREEZING cgroup may need a nudge
-			_ = m.set("freezer", "freezer.state", want)
-		}
 	}
 	return fmt.Errorf("cgroup did not reach %s", want)
 }
