@@ -237,18 +237,30 @@ func (d *daemon) execPump(f *os.File, subject, stream string, wg *sync.WaitGroup
 	}
 }
 
-// waitExec follows an exec process to its end: output drained, the exit
-// reported to the supervisor, then the EOF of its output.
+// waitExec follows an exec process to its end: its exit reported to the
+// supervisor while its output drains, then, both done, the EOF of its
+// output.
 func (d *daemon) waitExec(e *execProc, exitc <-chan reaper.Exit) {
 	defer d.execs.wg.Done()
 	ex := <-exitc
+	reported := make(chan struct{})
+	go func() {
+		defer close(reported)
+		d.reportExecExit(bus.ExecExitReport{ExecID: e.id, Pid: ex.Pid, ExitCode: ex.Status, ExitedAt: ex.Time.UTC()})
+	}()
 	if !waitTimeout(&e.wg, execDrain) {
 		d.log.Info("exec output still open after its exit; closing it", "exec", e.id)
 	}
 	e.io.closeAll()
 	waitTimeout(&e.wg, time.Second)
 	d.execs.remove(e.id)
-	rep := bus.ExecExitReport{ExecID: e.id, Pid: ex.Pid, ExitCode: ex.Status, ExitedAt: ex.Time.UTC()}
+	<-reported
+	d.nc.Publish(bus.ExecIOOut(d.cfg.Node, d.cfg.ID, e.id), natslite.Header{bus.HeaderEOF: []string{"1"}}, nil)
+}
+
+// reportExecExit sends an exec's exit report until the supervisor takes
+// it, for a minute at most (the exec's client waits for its EOF).
+func (d *daemon) reportExecExit(rep bus.ExecExitReport) {
 	subject := bus.Report(d.cfg.Node, d.cfg.ID, bus.ReportExecExit)
 	backoff := 20 * time.Millisecond
 	for deadline := time.Now().Add(time.Minute); ; {
@@ -256,16 +268,15 @@ func (d *daemon) waitExec(e *execProc, exitc <-chan reaper.Exit) {
 		err := d.call(ctx, subject, rep, nil)
 		cancel()
 		if err == nil {
-			break
+			return
 		}
 		if time.Now().After(deadline) || d.isShutdown() {
-			d.log.Warn("exec exit report not delivered", "exec", e.id, "err", err)
-			break
+			d.log.Warn("exec exit report not delivered", "exec", rep.ExecID, "err", err)
+			return
 		}
 		time.Sleep(backoff)
 		backoff = min(backoff*2, time.Second)
 	}
-	d.nc.Publish(bus.ExecIOOut(d.cfg.Node, d.cfg.ID, e.id), natslite.Header{bus.HeaderEOF: []string{"1"}}, nil)
 }
 
 // probe waits for a healthcheck process (killed after its timeout) and
