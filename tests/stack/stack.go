@@ -212,6 +212,10 @@ func (s *Stack) StartAPIGW() {
 	}
 	s.gw = cmd
 	s.waitFor("API", func() bool { _, _, code := s.Docker("version"); return code == 0 })
+	if s.sup != nil {
+		// the API answers version before apigw is on the bus
+		s.waitFor("apigw on the bus", func() bool { _, _, code := s.Docker("ps", "-q"); return code == 0 })
+	}
 }
 
 // Credentials is the path of the bus credentials file of user ("apigw",
