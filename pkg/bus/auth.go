@@ -137,6 +137,7 @@ func APIGWPermissions() Permissions {
 			prefix + "." + AreaContainers + ".*.*",
 			prefix + "." + AreaImages + ".*.*",
 			prefix + "." + AreaSystem + ".*.*",
+			prefix + "." + AreaVolumes + ".*.*",
 			prefix + "." + AreaNetworks + ".*.*",
 			prefix + ".io.*.*.in",
 			ExecIOIn("*", "*", "*"),

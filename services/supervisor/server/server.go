@@ -21,6 +21,7 @@ import (
 	"berth/services/supervisor/containers"
 	"berth/services/supervisor/metrics"
 	"berth/services/supervisor/network"
+	"berth/services/supervisor/volumes"
 )
 
 // IdempotencyTTL is how long a command's answer is kept for retries with
@@ -34,6 +35,7 @@ type Server struct {
 	JS         jetstream.JetStream // may be nil (no JetStream): events go out on core NATS only
 	Containers *containers.Manager
 	Images     *image.Store
+	Volumes    *volumes.Store
 	Metrics    *metrics.Metrics
 	Log        *slog.Logger
 	Info       func() bus.Info
@@ -137,6 +139,7 @@ var stateChanging = map[string]bool{
 	"containers.restart": true, "containers.remove": true, "containers.rename": true, "containers.prune": true,
 	"images.tag": true, "images.remove": true, "images.import": true,
 	"containers.exec_create": true, "containers.exec_start": true,
+	"volumes.create": true, "volumes.remove": true, "volumes.prune": true,
 	"networks.create": true, "networks.remove": true, "networks.connect": true, "networks.disconnect": true, "networks.prune": true,
 }
 
@@ -190,6 +193,8 @@ func (s *Server) dispatch(area, verb string, m *nats.Msg) (any, error) {
 		return s.containerCommand(ctx, verb, m)
 	case bus.AreaImages:
 		return s.imageCommand(ctx, verb, m)
+	case bus.AreaVolumes:
+		return s.volumeCommand(verb, m)
 	case bus.AreaNetworks:
 		return s.networkCommand(verb, m)
 	case bus.AreaSystem:
@@ -266,7 +271,7 @@ func (s *Server) containerCommand(ctx context.Context, verb string, m *nats.Msg)
 		if err := needID(req.ID); err != nil {
 			return nil, err
 		}
-		return nil, cm.Remove(ctx, req.ID, req.Force)
+		return nil, cm.Remove(ctx, req.ID, req.Force, req.RemoveVolumes)
 	case bus.VerbRename:
 		req, err := decode[bus.RenameRequest](m.Data)
 		if err != nil {
@@ -305,6 +310,8 @@ func (s *Server) containerCommand(ctx context.Context, verb string, m *nats.Msg)
 		return s.logs(req)
 	case bus.VerbExecCreate, bus.VerbExecStart, bus.VerbExecInspect:
 		return s.execCommand(ctx, verb, m)
+	case bus.VerbArchiveStat, bus.VerbArchiveGet, bus.VerbArchivePut, bus.VerbExport, bus.VerbChanges:
+		return s.fileCommand(verb, m)
 	}
 	return nil, errdefs.New(errdefs.NotImplemented, "unknown container command %q", verb)
 }

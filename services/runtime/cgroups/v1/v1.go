@@ -388,17 +388,13 @@ func (m *Manager) Freeze(frozen bool) error {
 	if frozen {
 		want = "FROZEN"
 	}
-	// A cgroup can stay FREEZING for ever when a task was caught at a bad
-	// moment (in execve, say): like runc, write the state again on every
-	// round and, now and then, thaw for a moment and start over.
-	for i := 0; i < 1000; i++ {
-		if frozen && i%50 == 49 {
-			_ = m.set("freezer", "freezer.state", "THAWED")
-			time.Sleep(10 * time.Millisecond)
-		}
-		if err := m.set("freezer", "freezer.state", want); err != nil {
-			return err
-		}
+	if err := m.set("freezer", "freezer.state", want); err != nil {
+		return err
+	}
+	// A task in uninterruptible sleep (I/O on a loaded host) delays the
+	// freeze: wait for a while, not for a number of polls.
+	deadline := time.Now().Add(5 * time.Second)
+	for i := 0; time.Now().Before(deadline); i++ {
 		b, err := os.ReadFile(filepath.Join(m.paths["freezer"], "freezer.state"))
 		if err != nil {
 			return err
@@ -407,6 +403,12 @@ func (m *Manager) Freeze(frozen bool) error {
 			return nil
 		}
 		time.Sleep(time.Millisecond)
+		if i%50 == 49 { // a FREEZING cgroup may need a nudge
+			_ = m.set("freezer", "freezer.state", want)
+		}
+	}
+	if frozen { // not left half-frozen
+		_ = m.set("freezer", "freezer.state", "THAWED")
 	}
 	return fmt.Errorf("cgroup did not reach %s", want)
 }
