@@ -1,7 +1,7 @@
 # berth — see README.md. `make run` sets up and starts the stack; `make test` runs every test.
 GO       ?= go
 BIN      := bin
-SERVICES := apigw supervisor shim runtime
+SERVICES := apigw supervisor shim runtime init
 BINARIES := $(addprefix $(BIN)/berth-,$(SERVICES))
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
@@ -14,6 +14,9 @@ build: $(BINARIES)
 # One shim runs per container: a static, stripped binary keeps its memory small.
 ENV_shim   := CGO_ENABLED=0
 FLAGS_shim := -ldflags "-s -w"
+# The init of --init is bind-mounted into containers: static, whatever their libc.
+ENV_init   := CGO_ENABLED=0
+FLAGS_init := -ldflags "-s -w"
 
 $(BINARIES): $(BIN)/berth-%:
 	$(ENV_$*) $(GO) build $(FLAGS_$*) -o $@ ./services/$*

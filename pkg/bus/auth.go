@@ -127,7 +127,8 @@ var apigwJSAPI = []string{
 	"$JS.FC.>", "$JS.ACK.>",
 }
 
-// APIGWPermissions: commands to supervisors, stdin and resize to shims,
+// APIGWPermissions: commands to supervisors, stdin (of containers and
+// exec processes) and resize to shims,
 // uploads to the object store; events, container output and its own inboxes.
 // It may not publish reports, events or output, nor command shims otherwise.
 func APIGWPermissions() Permissions {
@@ -139,11 +140,12 @@ func APIGWPermissions() Permissions {
 			prefix + "." + AreaVolumes + ".*.*",
 			prefix + "." + AreaNetworks + ".*.*",
 			prefix + ".io.*.*.in",
+			ExecIOIn("*", "*", "*"),
 			prefix + ".shim.*.*." + ShimResize,
 			"$O." + UploadsBucket + ".>",
 			"_INBOX.>",
 		}, apigwJSAPI...),
-		Subscribe: []string{EventsAll, prefix + ".io.*.*.out", "_INBOX.>"},
+		Subscribe: []string{EventsAll, prefix + ".io.*.*.out", ExecIOOut("*", "*", "*"), "_INBOX.>"},
 	}
 }
 
@@ -171,8 +173,8 @@ func ShimInboxPrefix(node, id string) string { return "_INBOX.shim." + node + ".
 // its own commands, stdin and inbox.
 func ShimPermissions(node, id string) Permissions {
 	return Permissions{
-		Publish:   []string{prefix + ".reports." + node + "." + id + ".>", IOOut(node, id)},
-		Subscribe: []string{ShimAll(node, id), IOIn(node, id), ShimInboxPrefix(node, id) + ".>"},
+		Publish:   []string{prefix + ".reports." + node + "." + id + ".>", IOOut(node, id), ExecIOOut(node, id, "*")},
+		Subscribe: []string{ShimAll(node, id), IOIn(node, id), ExecIOIn(node, id, "*"), ShimInboxPrefix(node, id) + ".>"},
 		Respond:   true,
 	}
 }
@@ -182,8 +184,8 @@ func ShimPermissions(node, id string) Permissions {
 // every node, so that a shim can act for another container there.
 func SharedShimPermissions() Permissions {
 	return Permissions{
-		Publish:   []string{prefix + ".reports.>", prefix + ".io.*.*.out"},
-		Subscribe: []string{prefix + ".shim.>", prefix + ".io.*.*.in", "_INBOX.shim.>"},
+		Publish:   []string{prefix + ".reports.>", prefix + ".io.*.*.out", ExecIOOut("*", "*", "*")},
+		Subscribe: []string{prefix + ".shim.>", prefix + ".io.*.*.in", ExecIOIn("*", "*", "*"), "_INBOX.shim.>"},
 		Respond:   true,
 	}
 }

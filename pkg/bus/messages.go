@@ -213,10 +213,12 @@ type ShimStateResponse struct {
 	Status string `json:"status"` // created running stopped paused
 }
 
-// ShimResizeRequest sets the container's terminal size.
+// ShimResizeRequest sets the container's terminal size, or that of exec
+// process ExecID.
 type ShimResizeRequest struct {
 	Height uint16 `json:"height"`
 	Width  uint16 `json:"width"`
+	ExecID string `json:"execId,omitempty"`
 }
 
 // ExitReport is a shim's report that its container's process exited. The
@@ -253,4 +255,85 @@ type ShimUpdateRequest struct {
 // ShimPidsResponse answers ShimPids: the container's processes (host pids).
 type ShimPidsResponse struct {
 	Pids []int `json:"pids"`
+}
+
+// ExecStartRequest is POST /exec/{id}/start.
+type ExecStartRequest struct {
+	Meta
+	ExecID      string   `json:"execId"`
+	Detach      bool     `json:"detach,omitempty"`
+	ConsoleSize *[2]uint `json:"consoleSize,omitempty"` // height, width
+}
+
+// ExecStartResponse answers ExecStartRequest: what apigw needs to carry the
+// process's streams.
+type ExecStartResponse struct {
+	ContainerID  string `json:"containerId"`
+	Pid          int    `json:"pid"`
+	Tty          bool   `json:"tty,omitempty"`
+	AttachStdin  bool   `json:"attachStdin,omitempty"`
+	AttachStdout bool   `json:"attachStdout,omitempty"`
+	AttachStderr bool   `json:"attachStderr,omitempty"`
+	DetachKeys   string `json:"detachKeys,omitempty"`
+}
+
+// ExecInspect is GET /exec/{id}/json, in Docker's shape.
+type ExecInspect struct {
+	ID            string            `json:"ID"`
+	Running       bool              `json:"Running"`
+	ExitCode      *int              `json:"ExitCode"`
+	ProcessConfig ExecProcessConfig `json:"ProcessConfig"`
+	OpenStdin     bool              `json:"OpenStdin"`
+	OpenStderr    bool              `json:"OpenStderr"`
+	OpenStdout    bool              `json:"OpenStdout"`
+	CanRemove     bool              `json:"CanRemove"`
+	ContainerID   string            `json:"ContainerID"`
+	DetachKeys    []byte            `json:"DetachKeys"`
+	Pid           int               `json:"Pid"`
+}
+
+// ExecProcessConfig is ExecInspect's ProcessConfig.
+type ExecProcessConfig struct {
+	Tty        bool     `json:"tty"`
+	Entrypoint string   `json:"entrypoint"`
+	Arguments  []string `json:"arguments"`
+	Privileged *bool    `json:"privileged,omitempty"`
+	User       string   `json:"user,omitempty"`
+}
+
+// ShimExecRequest asks a shim to run a process in its container (`runtime
+// exec --detach`) and hold its stdio as it holds the container's: output
+// to ExecIOOut, stdin from ExecIOIn, its exit reported (ExecExitReport).
+type ShimExecRequest struct {
+	ExecID  string          `json:"execId"`
+	Process json.RawMessage `json:"process"` // the OCI process (specs.Process), built by the supervisor
+	Tty     bool            `json:"tty,omitempty"`
+	Stdin   bool            `json:"stdin,omitempty"` // a stdin pipe; /dev/null otherwise
+	Stdout  bool            `json:"stdout,omitempty"`
+	Stderr  bool            `json:"stderr,omitempty"`
+	// Probe runs the process to its end and answers with its exit code and
+	// the first OutputLimit bytes of its output: a healthcheck. Nothing goes
+	// on the IO subjects and no report is sent; after TimeoutMs it is killed.
+	Probe       bool  `json:"probe,omitempty"`
+	TimeoutMs   int64 `json:"timeoutMs,omitempty"`
+	OutputLimit int   `json:"outputLimit,omitempty"`
+}
+
+// ShimExecResponse answers ShimExecRequest.
+type ShimExecResponse struct {
+	Pid      int    `json:"pid"`
+	ExitCode int    `json:"exitCode,omitempty"` // Probe
+	Output   string `json:"output,omitempty"`   // Probe
+	TimedOut bool   `json:"timedOut,omitempty"` // Probe
+}
+
+// ExecExitReport is a shim's report that an exec process ended. The shim
+// sends the EOF of the process's output only once the supervisor has taken
+// it, so a client that inspects the exec at EOF (docker exec) finds its
+// exit code.
+type ExecExitReport struct {
+	ExecID   string    `json:"execId"`
+	Pid      int       `json:"pid"`
+	ExitCode int       `json:"exitCode"`
+	ExitedAt time.Time `json:"exitedAt"`
 }

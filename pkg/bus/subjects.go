@@ -11,6 +11,8 @@
 //	shim       --request-->  berth.v1.reports.<node>.<id>.<kind> supervisor (exit, oom)
 //	shim       --publish-->  berth.v1.io.<node>.<id>.out         apigw (attach)
 //	apigw      --request-->  berth.v1.io.<node>.<id>.in          shim (stdin)
+//	shim       --publish-->  berth.v1.io.<node>.<id>.exec.<exec>.out  apigw (exec output)
+//	apigw      --request-->  berth.v1.io.<node>.<id>.exec.<exec>.in   shim (exec stdin)
 //	supervisor --publish-->  berth.v1.events.<node>.<type>.<action>  JetStream stream BERTH_EVENTS
 //
 // Subjects carry a version so that a v2 can run beside v1 during an upgrade.
@@ -50,6 +52,11 @@ const (
 	VerbList    = "list"
 	VerbPrune   = "prune"
 	VerbLogs    = "logs"
+
+	VerbExecCreate  = "exec_create"
+	VerbExecStart   = "exec_start"
+	VerbExecInspect = "exec_inspect"
+
 	// docker cp, diff and export
 	VerbArchiveStat = "archive-stat"
 	VerbArchiveGet  = "archive-get"
@@ -110,12 +117,15 @@ const (
 	ShimResume   = "resume"
 	ShimUpdate   = "update" // new cgroup limits (an OCI LinuxResources)
 	ShimPids     = "pids"
+	ShimExec     = "exec"
 )
 
 // Kinds of shim reports (shim → supervisor).
 const (
 	ReportExit = "exit"
 	ReportOOM  = "oom"
+	// ReportExecExit is an exec process's end (ExecExitReport).
+	ReportExecExit = "exec_exit"
 )
 
 // EventsStream is the JetStream stream that keeps every event for replay
@@ -184,6 +194,17 @@ func IOOut(node, id string) string { return prefix + ".io." + node + "." + id + 
 
 // IOIn carries a container's stdin (attached client → shim).
 func IOIn(node, id string) string { return prefix + ".io." + node + "." + id + ".in" }
+
+// ExecIOOut carries the output of exec process execID in container id;
+// apigw, which knows only the exec ID when it subscribes, passes "*" as id.
+func ExecIOOut(node, id, execID string) string {
+	return prefix + ".io." + node + "." + id + ".exec." + execID + ".out"
+}
+
+// ExecIOIn carries the stdin of exec process execID in container id.
+func ExecIOIn(node, id, execID string) string {
+	return prefix + ".io." + node + "." + id + ".exec." + execID + ".in"
+}
 
 // EventSubject is the subject of an event. Actions such as "exec_start: sh" are cut
 // at the first colon or space, since subjects cannot hold spaces.

@@ -29,6 +29,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -147,7 +148,11 @@ type ImportOptions struct {
 // given. A failed import leaves nothing behind.
 func (s *Store) Import(r io.Reader, o ImportOptions) (*dockermsg.Image, error) {
 	var cfg ocispec.ImageConfig
-	if err := ApplyChanges(&cfg, o.Changes); err != nil {
+	changes, health, err := takeHealthcheck(o.Changes)
+	if err != nil {
+		return nil, err
+	}
+	if err := ApplyChanges(&cfg, changes); err != nil {
 		return nil, err
 	}
 	var tagRef string
@@ -201,6 +206,16 @@ func (s *Store) Import(r io.Reader, o ImportOptions) (*dockermsg.Image, error) {
 		History:  []ocispec.History{{Created: &now, Comment: comment}},
 	}
 	raw, err := json.Marshal(oci)
+	if health != nil {
+		// the image config as Docker writes it, healthcheck included
+		raw, err = json.Marshal(struct {
+			ocispec.Image
+			Config any `json:"config"`
+		}{oci, struct {
+			ocispec.ImageConfig
+			Healthcheck *container.HealthConfig `json:",omitempty"`
+		}{cfg, health}})
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -215,6 +230,7 @@ func (s *Store) Import(r io.Reader, o ImportOptions) (*dockermsg.Image, error) {
 		Config:       cfg,
 		RootFS:       oci.RootFS,
 		History:      oci.History,
+		Healthcheck:  health,
 	}
 
 	layer := s.LayerDir(diffID.String())

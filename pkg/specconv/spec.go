@@ -46,6 +46,8 @@ type Options struct {
 	// UIDMappings and GIDMappings, when set, put the container in a user
 	// namespace of its own (the supervisor's --userns-remap).
 	UIDMappings, GIDMappings []specs.LinuxIDMapping
+	// InitPath is the host's init binary for HostConfig.Init (--init).
+	InitPath string
 }
 
 // DefaultCapabilities are Docker's default capabilities.
@@ -258,6 +260,11 @@ func Spec(o Options) (*specs.Spec, error) {
 	}
 	s.Mounts = overrideMounts(s.Mounts, mounts)
 	s.Linux.RootfsPropagation = rootProp
+	if hc.Init != nil && *hc.Init {
+		if err := applyInit(s, o.InitPath); err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
 }
 

@@ -295,3 +295,50 @@ func BenchmarkEngines(b *testing.B) {
 	}
 	b.ReportMetric(float64(rows["berth"].run.Milliseconds()), "berth-run-ms")
 }
+
+// BenchmarkExec measures `docker exec CTR true` (the CLI's whole round: its
+// inspect, exec create, start with the hijacked stream, exec inspect),
+// berth and Docker interleaved, 20 runs each after a warm-up, and prints
+// the medians and their ratio.
+func BenchmarkExec(b *testing.B) {
+	stack.RequireRoot(b)
+	engines := []engine{berthEngine(b)}
+	if os.Getenv("BERTH_BENCH_SKIP_DOCKER") == "" {
+		if d, ok := dockerEngine(b); ok {
+			engines = append(engines, d)
+		}
+	}
+	ctrs := make([]string, len(engines))
+	for i, e := range engines {
+		ctrs[i] = fmt.Sprintf("bench-exec-%d", time.Now().UnixNano())
+		if err := dockerCLI(e.host, "run", "-d", "--network", "none", "--name", ctrs[i], "busybox", "sleep", "600"); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { dockerCLI(e.host, "rm", "-f", ctrs[i]) })
+		for w := 0; w < 3; w++ {
+			if err := dockerCLI(e.host, "exec", ctrs[i], "true"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	times := make([][]time.Duration, len(engines))
+	for r := 0; r < runs; r++ {
+		for i, e := range engines {
+			start := time.Now()
+			if err := dockerCLI(e.host, "exec", ctrs[i], "true"); err != nil {
+				b.Fatal(err)
+			}
+			times[i] = append(times[i], time.Since(start))
+		}
+	}
+	fmt.Printf("\n%-8s %28s\n", "engine", fmt.Sprintf("exec true (median of %d)", runs))
+	med := map[string]time.Duration{}
+	for i, e := range engines {
+		med[e.name] = median(times[i])
+		fmt.Printf("%-8s %28s\n", e.name, med[e.name].Round(100*time.Microsecond))
+	}
+	if d, ok := med["docker"]; ok {
+		fmt.Printf("ratio berth/docker: exec %.2f\n", float64(med["berth"])/float64(d))
+	}
+	b.ReportMetric(float64(med["berth"].Microseconds())/1000, "berth-exec-ms")
+}

@@ -24,7 +24,7 @@ import (
 )
 
 // Services are the binaries a stack needs.
-var Services = []string{"apigw", "supervisor", "shim", "runtime"}
+var Services = []string{"apigw", "supervisor", "shim", "runtime", "init"}
 
 var (
 	buildOnce sync.Once
@@ -70,6 +70,9 @@ func Binaries() (string, error) {
 		for _, s := range Services {
 			cmd := exec.Command("go", "build", "-o", filepath.Join(buildDir, "berth-"+s), "./services/"+s)
 			cmd.Dir = root
+			if s == "init" {
+				cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // static: it runs inside containers
+			}
 			if out, err := cmd.CombinedOutput(); err != nil {
 				buildErr = fmt.Errorf("build berth-%s: %v\n%s", s, err, out)
 				return
@@ -212,6 +215,10 @@ func (s *Stack) StartAPIGW() {
 	}
 	s.gw = cmd
 	s.waitFor("API", func() bool { _, _, code := s.Docker("version"); return code == 0 })
+	if s.sup != nil {
+		// the API answers version before apigw is on the bus
+		s.waitFor("apigw on the bus", func() bool { _, _, code := s.Docker("ps", "-q"); return code == 0 })
+	}
 }
 
 // Credentials is the path of the bus credentials file of user ("apigw",
@@ -311,6 +318,13 @@ var (
 // tarball is built once per test process).
 func (s *Stack) ImportBusybox() {
 	s.t.Helper()
+	s.ImportBusyboxAs("busybox:latest", `CMD ["sh"]`)
+}
+
+// ImportBusyboxAs imports the busybox tarball as ref with the given
+// Dockerfile changes (docker import --change).
+func (s *Stack) ImportBusyboxAs(ref string, changes ...string) {
+	s.t.Helper()
 	busyboxOnce.Do(func() {
 		root, err := ModuleRoot()
 		if err != nil {
@@ -324,8 +338,11 @@ func (s *Stack) ImportBusybox() {
 	if busyboxErr != nil {
 		s.t.Fatalf("mkbusybox: %v", busyboxErr)
 	}
-	out := busyboxTar
-	if _, errOut, code := s.DockerIn(out, "import", "-c", `CMD ["sh"]`, "-", "busybox:latest"); code != 0 {
+	args := []string{"import"}
+	for _, c := range changes {
+		args = append(args, "-c", c)
+	}
+	if _, errOut, code := s.DockerIn(busyboxTar, append(args, "-", ref)...); code != 0 {
 		s.t.Fatalf("docker import: %s", errOut)
 	}
 }

@@ -30,6 +30,18 @@ type CreateResponse struct {
 	Warnings []string `json:"warnings"`
 }
 
+// ExecCreateRequest is POST /containers/{id}/exec.
+type ExecCreateRequest struct {
+	bus.Meta
+	ID     string                 `json:"id"`
+	Config *container.ExecOptions `json:"config"`
+}
+
+// ExecCreateResponse answers ExecCreateRequest.
+type ExecCreateResponse struct {
+	ID string `json:"id"`
+}
+
 // State is a container's state as Docker's inspect shows it.
 type State struct {
 	Status     string    `json:"status"` // created running paused restarting removing exited dead
@@ -43,6 +55,8 @@ type State struct {
 	Error      string    `json:"error"`
 	StartedAt  time.Time `json:"startedAt"`
 	FinishedAt time.Time `json:"finishedAt"`
+	// Health is the healthcheck's state, for a container that has one.
+	Health *container.Health `json:"health,omitempty"`
 }
 
 // Container is the supervisor's record of a container, as apigw reads it to
@@ -95,6 +109,9 @@ type Image struct {
 	RootFS       ocispec.RootFS      `json:"rootfs"`
 	History      []ocispec.History   `json:"history,omitempty"`
 	Containers   int                 `json:"containers"` // containers using it
+	// Healthcheck is the image's HEALTHCHECK (Docker's extension of the
+	// OCI image config).
+	Healthcheck *container.HealthConfig `json:"healthcheck,omitempty"`
 }
 
 // UpdateRequest is POST /containers/{id}/update.

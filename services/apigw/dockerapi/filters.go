@@ -23,6 +23,7 @@ func ParseFilters(raw string) (filters.Args, error) {
 // The filters berth's GET /containers/json understands.
 var acceptedPsFilters = map[string]bool{
 	"id": true, "name": true, "label": true, "status": true, "ancestor": true,
+	"health": true,
 }
 
 // ListOptions are the parsed query of GET /containers/json.
@@ -40,6 +41,15 @@ type ListOptions struct {
 func ValidateListFilters(o *ListOptions) error {
 	if err := o.Filters.Validate(acceptedPsFilters); err != nil {
 		return errdefs.Wrap(errdefs.InvalidParameter, err)
+	}
+	if err := o.Filters.WalkValues("health", func(v string) error {
+		switch v {
+		case container.Starting, container.Healthy, container.Unhealthy, container.NoHealthcheck:
+			return nil
+		}
+		return errdefs.New(errdefs.InvalidParameter, "Unrecognised filter value for health: %s", v)
+	}); err != nil {
+		return err
 	}
 	return o.Filters.WalkValues("status", func(v string) error {
 		if container.ValidateContainerState(v) != nil {
@@ -87,6 +97,9 @@ func MatchContainer(c *dockermsg.Container, o ListOptions) bool {
 		return false
 	}
 	if f.Contains("status") && !f.ExactMatch("status", c.State.Status) {
+		return false
+	}
+	if f.Contains("health") && !f.ExactMatch("health", healthStatus(c)) {
 		return false
 	}
 	if f.Contains("ancestor") && !matchAncestor(c, f.Get("ancestor"), o.AncestorIDs) {
@@ -213,4 +226,13 @@ func matchImageFilter(values []string, img, name string, typ events.Type) bool {
 		}
 	}
 	return false
+}
+
+// healthStatus is the health filter's view of a container: its
+// healthcheck's status, "none" without one.
+func healthStatus(c *dockermsg.Container) string {
+	if c.State.Health == nil {
+		return container.NoHealthcheck
+	}
+	return c.State.Health.Status
 }

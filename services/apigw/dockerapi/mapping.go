@@ -83,6 +83,7 @@ func ContainerInspect(c *dockermsg.Container) container.InspectResponse {
 				Error:      c.State.Error,
 				StartedAt:  formatTime(c.State.StartedAt),
 				FinishedAt: formatTime(c.State.FinishedAt),
+				Health:     c.State.Health,
 			},
 			Image:          c.Image,
 			ResolvConfPath: c.ResolvConfPath,
@@ -155,6 +156,12 @@ func StatusString(s dockermsg.State, now time.Time) string {
 		return fmt.Sprintf("Up %s (Paused)", units.HumanDuration(now.Sub(s.StartedAt)))
 	case s.Running && s.Restarting:
 		return fmt.Sprintf("Restarting (%d) %s ago", s.ExitCode, units.HumanDuration(now.Sub(s.FinishedAt)))
+	case s.Running && s.Health != nil:
+		h := s.Health.Status
+		if h == container.Starting {
+			h = "health: starting"
+		}
+		return fmt.Sprintf("Up %s (%s)", units.HumanDuration(now.Sub(s.StartedAt)), h)
 	case s.Running:
 		return "Up " + units.HumanDuration(now.Sub(s.StartedAt))
 	case s.Status == container.StateRemoving:
@@ -263,6 +270,11 @@ func ImageInspect(im *dockermsg.Image) image.InspectResponse {
 	if os == "" {
 		os = "linux"
 	}
+	cfg := &dockerspec.DockerOCIImageConfig{ImageConfig: im.Config}
+	if h := im.Healthcheck; h != nil {
+		cfg.Healthcheck = &dockerspec.HealthcheckConfig{Test: h.Test, Interval: h.Interval, Timeout: h.Timeout,
+			StartPeriod: h.StartPeriod, StartInterval: h.StartInterval, Retries: h.Retries}
+	}
 	return image.InspectResponse{
 		ID:           im.ID,
 		RepoTags:     nonNil(im.RepoTags),
@@ -270,7 +282,7 @@ func ImageInspect(im *dockermsg.Image) image.InspectResponse {
 		Comment:      im.Comment,
 		Created:      created,
 		Author:       im.Author,
-		Config:       &dockerspec.DockerOCIImageConfig{ImageConfig: im.Config},
+		Config:       cfg,
 		Architecture: arch,
 		Os:           os,
 		Size:         im.Size,

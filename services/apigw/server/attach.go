@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/moby/term"
 	"github.com/nats-io/nats.go"
 
 	"berth/pkg/bus"
@@ -65,6 +66,11 @@ func (s *Server) containerAttach(w http.ResponseWriter, r *http.Request) {
 	stdin := dockerapi.BoolValue(q.Get("stdin"))
 	stdout := dockerapi.BoolValue(q.Get("stdout"))
 	stderr := dockerapi.BoolValue(q.Get("stderr"))
+	keys, err := detachKeys(q.Get("detachKeys"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	c, err := s.inspect(r, chi.URLParam(r, "id"))
 	if err != nil {
 		s.fail(w, r, err)
@@ -113,41 +119,11 @@ func (s *Server) containerAttach(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	conn, brw, err := hj.Hijack()
-	if err != nil {
-		s.log.Warn("attach: hijack failed", "err", err)
+	conn, brw, release, ok := s.hijackStream(w, r, hj, tty)
+	if !ok {
 		return
 	}
-	h := &hijacked{conn: conn}
-	s.track(h, true)
-	s.metrics.attachSessions.Inc()
-	defer func() {
-		s.metrics.attachSessions.Dec()
-		s.track(h, false)
-		conn.Close()
-	}()
-	_ = conn.SetDeadline(time.Time{})
-
-	ct := multiplexedStream
-	if tty {
-		ct = rawStream
-	}
-	upgrade := strings.EqualFold(r.Header.Get("Upgrade"), "tcp")
-	var hdr strings.Builder
-	if upgrade {
-		setStatus(w, http.StatusSwitchingProtocols)
-		hdr.WriteString("HTTP/1.1 101 UPGRADED\r\nContent-Type: " + ct + "\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n")
-	} else {
-		setStatus(w, http.StatusOK)
-		hdr.WriteString("HTTP/1.1 200 OK\r\nContent-Type: " + ct + "\r\n")
-	}
-	hdr.WriteString("Api-Version: " + dockerapi.APIVersion + "\r\n\r\n")
-	if _, err := brw.WriteString(hdr.String()); err != nil {
-		return
-	}
-	if err := brw.Flush(); err != nil {
-		return
-	}
+	defer release()
 
 	done := make(chan struct{})
 	var stdinWG sync.WaitGroup
@@ -155,7 +131,7 @@ func (s *Server) containerAttach(w http.ResponseWriter, r *http.Request) {
 		stdinWG.Add(1)
 		go func() {
 			defer stdinWG.Done()
-			s.pumpStdin(nc, c.ID, c.Config != nil && c.Config.StdinOnce, brw.Reader, done)
+			s.pumpStdin(nc, bus.IOIn(s.cfg.Node, c.ID), c.Config != nil && c.Config.StdinOnce, stdinReader(brw.Reader, tty, keys), done, sess.end)
 		}()
 	}
 	defer func() {
@@ -164,6 +140,50 @@ func (s *Server) containerAttach(w http.ResponseWriter, r *http.Request) {
 		stdinWG.Wait()
 	}()
 	s.pumpOutput(conn, out, tty, stdout, stderr, sess.ended)
+}
+
+// hijackStream takes over the connection of an attach or exec start and
+// writes Docker's answer: 101 UPGRADED when the client asked for an
+// upgrade, else 200, with a raw stream for a tty and a multiplexed one
+// otherwise. release closes the connection.
+func (s *Server) hijackStream(w http.ResponseWriter, r *http.Request, hj http.Hijacker, tty bool) (net.Conn, *bufio.ReadWriter, func(), bool) {
+	conn, brw, err := hj.Hijack()
+	if err != nil {
+		s.log.Warn("attach: hijack failed", "err", err)
+		return nil, nil, nil, false
+	}
+	h := &hijacked{conn: conn}
+	s.track(h, true)
+	s.metrics.attachSessions.Inc()
+	release := func() {
+		s.metrics.attachSessions.Dec()
+		s.track(h, false)
+		conn.Close()
+	}
+	_ = conn.SetDeadline(time.Time{})
+
+	ct := multiplexedStream
+	if tty {
+		ct = rawStream
+	}
+	var hdr strings.Builder
+	if strings.EqualFold(r.Header.Get("Upgrade"), "tcp") {
+		setStatus(w, http.StatusSwitchingProtocols)
+		hdr.WriteString("HTTP/1.1 101 UPGRADED\r\nContent-Type: " + ct + "\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n")
+	} else {
+		setStatus(w, http.StatusOK)
+		hdr.WriteString("HTTP/1.1 200 OK\r\nContent-Type: " + ct + "\r\n")
+	}
+	hdr.WriteString("Api-Version: " + dockerapi.APIVersion + "\r\n\r\n")
+	if _, err := brw.WriteString(hdr.String()); err != nil {
+		release()
+		return nil, nil, nil, false
+	}
+	if err := brw.Flush(); err != nil {
+		release()
+		return nil, nil, nil, false
+	}
+	return conn, brw, release, true
 }
 
 // pumpOutput copies the container's output to the client until the shim
@@ -220,11 +240,12 @@ func (s *Server) pumpOutput(conn net.Conn, out <-chan *nats.Msg, tty, stdout, st
 	}
 }
 
-// pumpStdin sends what the client writes to the container's stdin, one NATS
-// request per chunk. When the client closes its side, the container's stdin
-// is closed too if it was created with StdinOnce (docker run -i), like dockerd.
-func (s *Server) pumpStdin(nc *nats.Conn, id string, stdinOnce bool, in *bufio.Reader, done <-chan struct{}) {
-	subject := bus.IOIn(s.cfg.Node, id)
+// pumpStdin sends what the client writes to a process's stdin (subject),
+// one NATS request per chunk. When the client closes its side, the
+// process's stdin is closed too if closeOnEOF (a container created with
+// StdinOnce, docker run -i, or an exec), like dockerd. The detach keys
+// (see stdinReader) end the session by calling detach.
+func (s *Server) pumpStdin(nc *nats.Conn, subject string, closeOnEOF bool, in io.Reader, done <-chan struct{}, detach func()) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := in.Read(buf)
@@ -235,8 +256,14 @@ func (s *Server) pumpStdin(nc *nats.Conn, id string, stdinOnce bool, in *bufio.R
 				return
 			}
 		}
+		var esc term.EscapeError
+		if errors.As(err, &esc) {
+			s.log.Debug("attach: detached by the detach keys", "subject", subject)
+			detach()
+			return
+		}
 		if err != nil {
-			if errors.Is(err, io.EOF) && stdinOnce {
+			if errors.Is(err, io.EOF) && closeOnEOF {
 				msg := nats.NewMsg(subject)
 				msg.Header.Set(bus.HeaderEOF, "1")
 				s.sendStdin(nc, msg, done)
@@ -325,4 +352,31 @@ func (s *Server) endAttaches(ref string) {
 			a.end()
 		}
 	}
+}
+
+// defaultDetachKeys are Docker's: ctrl-p ctrl-q.
+var defaultDetachKeys = []byte{16, 17}
+
+// detachKeys parses a detach key sequence ("ctrl-p,ctrl-q", "a,ctrl-x");
+// empty is Docker's default.
+func detachKeys(spec string) ([]byte, error) {
+	if spec == "" {
+		return defaultDetachKeys, nil
+	}
+	keys, err := term.ToBytes(spec)
+	if err != nil || len(keys) == 0 {
+		return nil, errdefs.New(errdefs.InvalidParameter, "Invalid detach keys (%s) provided", spec)
+	}
+	return keys, nil
+}
+
+// stdinReader is the client's stdin as the process gets it: with a tty,
+// the detach key sequence is held back and, once complete, ends the stream
+// with a term.EscapeError (as dockerd's attach; the docker CLI detects it
+// on its side too).
+func stdinReader(in io.Reader, tty bool, keys []byte) io.Reader {
+	if !tty {
+		return in
+	}
+	return term.NewEscapeProxy(in, keys)
 }

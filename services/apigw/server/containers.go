@@ -1,17 +1,14 @@
 package server
 
 import (
-	"encoding/json"
 	"io"
 	"mime"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
-	"github.com/nats-io/nats.go"
 
 	"berth/pkg/bus"
 	"berth/pkg/bus/dockermsg"
@@ -281,11 +278,9 @@ func (s *Server) containerRemove(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) containerResize(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	h, err1 := strconv.ParseUint(q.Get("h"), 10, 16)
-	wd, err2 := strconv.ParseUint(q.Get("w"), 10, 16)
-	if err1 != nil || err2 != nil {
-		s.fail(w, r, errdefs.New(errdefs.InvalidParameter, "invalid resize parameters: h and w must be integers"))
+	h, wd, err := resizeParams(r)
+	if err != nil {
+		s.fail(w, r, err)
 		return
 	}
 	c, err := s.inspect(r, chi.URLParam(r, "id"))
@@ -294,26 +289,11 @@ func (s *Server) containerResize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !c.State.Running {
-		s.fail(w, r, errdefs.New(errdefs.Conflict, "Container %s is not running", c.ID))
+		s.fail(w, r, errdefs.New(errdefs.Conflict, "container %s is not running", c.ID))
 		return
 	}
-	nc, err := s.conn()
-	if err != nil {
+	if err := s.resizeShim(c.ID, bus.ShimResizeRequest{Height: h, Width: wd}); err != nil {
 		s.fail(w, r, err)
-		return
-	}
-	data, _ := json.Marshal(bus.ShimResizeRequest{Height: uint16(h), Width: uint16(wd)})
-	msg, err := nc.Request(bus.Shim(s.cfg.Node, c.ID, bus.ShimResize), data, 5*time.Second)
-	switch {
-	case err == nil:
-		if derr := bus.DecodeReply(msg.Data, nil); derr != nil {
-			s.fail(w, r, derr)
-			return
-		}
-	case err == nats.ErrNoResponders:
-		// The shim is not there (yet, or any more): nothing to resize.
-	default:
-		s.fail(w, r, errdefs.Wrap(errdefs.Unavailable, err))
 		return
 	}
 	w.WriteHeader(http.StatusOK)

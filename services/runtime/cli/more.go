@@ -35,11 +35,8 @@ func cmdExec(g *globals, args []string) (int, error) {
 		return 1, errors.New("usage: exec [flags] ID [COMMAND [ARGS...]]")
 	}
 	id := f.args[0]
-	st, err := libct.Load(g.root, id)
-	if err != nil {
-		return 1, err
-	}
 	var p specs.Process
+	var err error
 	if pf := f.str("process"); pf != "" {
 		var b []byte
 		if pf == "-" {
@@ -60,6 +57,11 @@ func cmdExec(g *globals, args []string) (int, error) {
 		}
 		if len(cmdArgs) == 0 {
 			return 1, errors.New("exec needs a command or --process")
+		}
+		// libct.Exec loads the state again: with --process it is read once
+		st, err := libct.Load(g.root, id)
+		if err != nil {
+			return 1, err
 		}
 		base := st.Config.Process
 		p = *base

@@ -248,7 +248,13 @@ func Exec(o ExecOpts) (int, error) {
 	if !o.Detach {
 		_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 	}
-	cfg := &initConfig{Mode: "exec", ID: o.ID, Spec: st.Config, Process: p, PreserveFds: o.PreserveFds, ConsoleFd: -1}
+	// The exec's init needs nothing of the spec but the seccomp profile:
+	// the rest would only cost it the decoding.
+	spec := &specs.Spec{}
+	if st.Config.Linux != nil && st.Config.Linux.Seccomp != nil {
+		spec.Linux = &specs.Linux{Seccomp: st.Config.Linux.Seccomp}
+	}
+	cfg := &initConfig{Mode: "exec", ID: o.ID, Spec: spec, Process: p, PreserveFds: o.PreserveFds, ConsoleFd: -1}
 	so := spawnOpts{
 		joins:    namespaces.ForExec(st.Pid),
 		stdio:    stdio(),

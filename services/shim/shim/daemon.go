@@ -15,8 +15,6 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"berth/pkg/atomicfile"
 	"berth/pkg/bus"
 	"berth/pkg/bus/natslite"
@@ -55,6 +53,7 @@ type daemon struct {
 	dialed chan struct{} // closed once it is made (or has failed): d.nc is set
 
 	ioWG     sync.WaitGroup
+	execs    execTable
 	wake     chan struct{} // kicks the exit-report retry loop (shutdown)
 	finished chan struct{} // closed when the container is gone and reported
 	subs     []*natslite.Subscription
@@ -224,6 +223,10 @@ func (d *daemon) setup() (initPid int, err error) {
 	sub, err := d.nc.Subscribe(bus.IOIn(cfg.Node, cfg.ID), d.onStdin)
 	if err == nil {
 		d.subs = append(d.subs, sub)
+		sub, err = d.nc.Subscribe(bus.ExecIOIn(cfg.Node, cfg.ID, "*"), d.onExecStdin)
+	}
+	if err == nil {
+		d.subs = append(d.subs, sub)
 		sub, err = d.nc.Subscribe(bus.ShimAll(cfg.Node, cfg.ID), d.onCommand)
 	}
 	if err == nil {
@@ -363,6 +366,8 @@ func (d *daemon) waitExit(exitc <-chan reaper.Exit) {
 	}
 	d.deliver(rep)
 	<-deleted
+	// the exec processes died with the container: their reports go first
+	waitTimeout(&d.execs.wg, 10*time.Second)
 	os.Remove(exitFile)
 	close(d.finished)
 }
@@ -446,6 +451,9 @@ func (d *daemon) onCommand(m *natslite.Msg) {
 		if err = bus.Decode(m.Data, &req); err == nil {
 			err = d.resize(req)
 		}
+	case bus.ShimExec:
+		d.onExec(m) // answers when the process runs
+		return
 	case bus.ShimShutdown:
 		err = d.doShutdown()
 	case bus.ShimPause:
@@ -526,23 +534,13 @@ func (d *daemon) isStopped() bool {
 }
 
 func (d *daemon) resize(req bus.ShimResizeRequest) error {
+	if req.ExecID != "" {
+		return d.resizeExec(req)
+	}
 	if !d.cfg.Tty {
 		return nil
 	}
-	con := d.io.stdin()
-	if con == nil {
-		return errdefs.New(errdefs.Conflict, "the container's terminal is closed")
-	}
-	ws := &unix.Winsize{Row: req.Height, Col: req.Width}
-	rc, err := con.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var ierr error
-	if err := rc.Control(func(fd uintptr) { ierr = unix.IoctlSetWinsize(int(fd), unix.TIOCSWINSZ, ws) }); err != nil {
-		return err
-	}
-	return ierr
+	return setWinsize(d.io.stdin(), req)
 }
 
 // doShutdown ends the shim on the supervisor's request: the container (if

@@ -47,7 +47,16 @@
 //	start    → runtime start; bus.ShimStartResponse{Pid}; NotModified if running, Conflict if exited
 //	kill     bus.ShimKillRequest → runtime kill [--all] id SIG (0 means SIGKILL); Conflict if exited
 //	state    → bus.ShimStateResponse{Pid, Status: created|running|stopped}
-//	resize   bus.ShimResizeRequest → TIOCSWINSZ on the pty (no-op without a tty)
+//	resize   bus.ShimResizeRequest → TIOCSWINSZ on the pty (no-op without a tty);
+//	         with ExecID, on that exec process's pty
+//	exec     bus.ShimExecRequest → runtime exec --process <stateDir>/exec-<id>.json
+//	         --detach --pid-file …: answers bus.ShimExecResponse{Pid} once the
+//	         process runs (Conflict when the container is not running or paused);
+//	         its output goes to bus.ExecIOOut (not to the log), its stdin comes
+//	         from bus.ExecIOIn; at its exit (output drained, 2s at most) it sends
+//	         bus.ExecExitReport on bus.Report(node, id, "exec_exit") and, once
+//	         the supervisor has taken it, the EOF on bus.ExecIOOut. A Probe
+//	         (healthcheck) answers only at the end, with exit code and output.
 //	shutdown → kills and deletes the container if it is still there, sends no
 //	           exit report (or stops retrying one), replies when done, exits.
 //

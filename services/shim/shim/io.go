@@ -27,6 +27,7 @@ type stdio struct {
 	in       *os.File // stdin write end or the pty master; nil when closed
 
 	consoleSock string
+	consoleTmp  string // a directory made for consoleSock (path too long), removed with it
 	consoleL    *net.UnixListener
 	consoleC    chan consoleResult
 }
@@ -54,7 +55,7 @@ func openStdio(cfg *bus.ShimConfig) (*stdio, error) {
 			return fail(err)
 		}
 		s.childErr = s.childOut
-		if err := s.listenConsole(cfg); err != nil {
+		if err := s.listenConsole(filepath.Join(cfg.StateDir, "console.sock")); err != nil {
 			return fail(err)
 		}
 		return s, nil
@@ -97,6 +98,10 @@ func (s *stdio) closeAll() {
 		s.consoleL.Close()
 		os.Remove(s.consoleSock)
 	}
+	if s.consoleTmp != "" {
+		os.RemoveAll(s.consoleTmp)
+		s.consoleTmp = ""
+	}
 }
 
 // stdin is where data for the container's stdin goes.
@@ -115,16 +120,16 @@ func (s *stdio) closeStdin() {
 	}
 }
 
-// listenConsole opens the unix socket on which the runtime sends the pty
+// listenConsole opens the unix socket p on which the runtime sends the pty
 // master (runc's --console-socket protocol: one SCM_RIGHTS message).
-func (s *stdio) listenConsole(cfg *bus.ShimConfig) error {
-	p := filepath.Join(cfg.StateDir, "console.sock")
+func (s *stdio) listenConsole(p string) error {
 	if len(p) > 100 { // sun_path is 108 bytes
 		d, err := os.MkdirTemp("", "berth-shim-")
 		if err != nil {
 			return err
 		}
-		p = filepath.Join(d, "console.sock")
+		p = filepath.Join(d, filepath.Base(p))
+		s.consoleTmp = d
 	}
 	os.Remove(p)
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: p, Net: "unix"})
@@ -229,20 +234,27 @@ func streamIndex(s string) int {
 
 // onStdin handles a message on the container's IOIn subject.
 func (d *daemon) onStdin(m *natslite.Msg) {
+	d.feedStdin(m, d.io, !d.cfg.Tty && d.cfg.StdinOnce, "the container's")
+}
+
+// feedStdin writes one stdin message to the process whose stdio is s
+// (whose names it in errors); an EOF message closes its stdin when
+// closeOnEOF.
+func (d *daemon) feedStdin(m *natslite.Msg, s *stdio, closeOnEOF bool, whose string) {
 	if m.Header.Get(bus.HeaderEOF) == "1" {
-		if !d.cfg.Tty && d.cfg.StdinOnce {
-			d.io.closeStdin()
+		if closeOnEOF {
+			s.closeStdin()
 		}
 		m.Respond(bus.EncodeReply(nil, nil))
 		return
 	}
-	w := d.io.stdin()
+	w := s.stdin()
 	if w == nil {
-		m.Respond(bus.EncodeReply(nil, errdefs.New(errdefs.Conflict, "the container's stdin is closed")))
+		m.Respond(bus.EncodeReply(nil, errdefs.New(errdefs.Conflict, "%s stdin is closed", whose)))
 		return
 	}
 	if _, err := w.Write(m.Data); err != nil {
-		m.Respond(bus.EncodeReply(nil, errdefs.New(errdefs.Conflict, "write to the container's stdin: %v", err)))
+		m.Respond(bus.EncodeReply(nil, errdefs.New(errdefs.Conflict, "write to %s stdin: %v", whose, err)))
 		return
 	}
 	d.metrics.in.Add(int64(len(m.Data)))

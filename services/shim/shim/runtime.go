@@ -134,20 +134,35 @@ func (r *runtime) run(ctx context.Context, args ...string) ([]byte, error) {
 // create runs `runtime create` with the container's stdio as its own
 // (runc's pass-through mode: the runtime hands them to the container).
 func (r *runtime) create(ctx context.Context, id, bundle, pidFile, consoleSocket string, stdin, stdout, stderr *os.File) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	off := r.logOffset()
 	args := []string{"create", "--bundle", bundle, "--pid-file", pidFile}
 	if consoleSocket != "" {
 		args = append(args, "--console-socket", consoleSocket)
 	}
-	args = append(args, id)
+	return r.runWithStdio(ctx, bundle, append(args, id), stdin, stdout, stderr)
+}
+
+// exec runs `runtime exec --detach` for the process in processFile, its
+// stdio passed through as create's; it returns once the process runs.
+func (r *runtime) exec(ctx context.Context, id, processFile, pidFile, consoleSocket string, stdin, stdout, stderr *os.File) error {
+	args := []string{"exec", "--process", processFile, "--detach", "--pid-file", pidFile}
+	if consoleSocket != "" {
+		args = append(args, "--console-socket", consoleSocket)
+	}
+	return r.runWithStdio(ctx, "", append(args, id), stdin, stdout, stderr)
+}
+
+// runWithStdio runs the runtime with the given stdio, which it passes on
+// to the container's process; errors come from its log.
+func (r *runtime) runWithStdio(ctx context.Context, dir string, args []string, stdin, stdout, stderr *os.File) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	off := r.logOffset()
 	cmd := exec.Command(r.bin, r.args(args...)...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
-	cmd.Dir = bundle
+	cmd.Dir = dir
 	exitc, err := reaper.Run(cmd)
 	if err != nil {
-		return fmt.Errorf("runtime create: %w", err)
+		return fmt.Errorf("runtime %s: %w", args[0], err)
 	}
 	var e reaper.Exit
 	select {
@@ -155,10 +170,10 @@ func (r *runtime) create(ctx context.Context, id, bundle, pidFile, consoleSocket
 	case <-ctx.Done():
 		syscall.Kill(cmd.Process.Pid, syscall.SIGKILL)
 		e = <-exitc
-		return fmt.Errorf("runtime create: %w", ctx.Err())
+		return fmt.Errorf("runtime %s: %w", args[0], ctx.Err())
 	}
 	if e.Status != 0 {
-		return r.runError("create", off, nil, e.Status)
+		return r.runError(args[0], off, nil, e.Status)
 	}
 	return nil
 }

@@ -56,6 +56,7 @@ type Config struct {
 	MetricsAddr         string // empty: no metrics listener
 	Shim                string
 	Runtime             string
+	Init                string // the init of --init (berth-init)
 	LogLevel            string
 	Logger              *slog.Logger
 	// Network is the containers' networking (--bridge, --bip, …); Bridge
@@ -97,6 +98,7 @@ func ParseFlags(args []string) (Config, error) {
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", "127.0.0.1:9325", "listen address of /metrics; empty disables it")
 	fs.StringVar(&c.Shim, "shim", filepath.Join(dir, "berth-shim"), "path of berth-shim")
 	fs.StringVar(&c.Runtime, "runtime", filepath.Join(dir, "berth-runtime"), "path of the OCI runtime (runc-compatible)")
+	fs.StringVar(&c.Init, "init-path", filepath.Join(dir, "berth-init"), "path of the init that docker run --init makes PID 1 (static binary)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.Network.Bridge, "bridge", network.DefaultBridge, "the default bridge network's interface (\"none\": no bridge networking)")
 	fs.StringVar(&c.Network.BIP, "bip", network.DefaultBIP, "the default bridge's address and prefix length")
@@ -175,7 +177,7 @@ func Start(c Config) (_ *Supervisor, err error) {
 	if err := bus.Token(c.Node); err != nil {
 		return nil, fmt.Errorf("--node: %w", err)
 	}
-	for _, p := range []*string{&c.Root, &c.ExecRoot, &c.Shim, &c.Runtime} {
+	for _, p := range []*string{&c.Root, &c.ExecRoot, &c.Shim, &c.Runtime, &c.Init} {
 		if *p, err = filepath.Abs(*p); err != nil {
 			return nil, err
 		}
@@ -265,7 +267,7 @@ func Start(c Config) (_ *Supervisor, err error) {
 	srv.Networks = netw
 	s.Containers, err = containers.New(containers.Config{
 		Root: c.Root, ExecRoot: c.ExecRoot, Node: c.Node,
-		ShimBin: c.Shim, RuntimeBin: c.Runtime,
+		ShimBin: c.Shim, RuntimeBin: c.Runtime, InitPath: c.Init,
 		NATSURL: s.NATSURL, NATSUser: c.NATSUser, NATSPass: c.NATSPassword,
 		ShimCredentials: shimCreds,
 		Images:          s.Images, Volumes: s.Volumes, Conn: s.Conn, Logger: log,
@@ -275,6 +277,15 @@ func Start(c Config) (_ *Supervisor, err error) {
 		OnRunning: func(d time.Duration) {
 			if met != nil {
 				met.CreateToRunning.Observe(d.Seconds())
+			}
+		},
+		OnHealthCheck: func(healthy bool) {
+			if met != nil {
+				result := "failure"
+				if healthy {
+					result = "success"
+				}
+				met.HealthChecks.WithLabelValues(result).Inc()
 			}
 		},
 	})

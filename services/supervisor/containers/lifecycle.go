@@ -245,6 +245,7 @@ func (m *Manager) startLocked(ctx context.Context, c *ctr) error {
 	}
 	m.volumeEvents(&rec, "mount")
 	m.event(c, "start")
+	m.startHealth(c)
 	m.log.Debug("start: done", "id", id)
 	if pending != nil {
 		m.applyExit(c, *pending)
@@ -298,7 +299,7 @@ func (m *Manager) launch(ctx context.Context, rec *dockermsg.Container) (int, er
 		cp.Hostname = netw.hostname
 		cfg = &cp
 	}
-	opts.Config, opts.NetNSPath, opts.Mounts = cfg, netw.nsPath, mounts
+	opts.Config, opts.NetNSPath, opts.Mounts, opts.InitPath = cfg, netw.nsPath, mounts, m.cfg.InitPath
 	spec, err := specconv.Spec(opts)
 	if err != nil {
 		return 0, err
@@ -530,8 +531,9 @@ func (m *Manager) applyExit(c *ctr, rep bus.ExitReport) {
 		at = time.Now().UTC()
 	}
 	st := c.rec.State
-	c.rec.State = dockermsg.State{Status: "exited", ExitCode: rep.ExitCode, OOMKilled: rep.OOMKilled || c.oomSeen, Error: rep.Error, StartedAt: st.StartedAt, FinishedAt: at}
+	c.rec.State = dockermsg.State{Status: "exited", ExitCode: rep.ExitCode, OOMKilled: rep.OOMKilled || c.oomSeen, Error: rep.Error, StartedAt: st.StartedAt, FinishedAt: at, Health: st.Health}
 	clearRuntimeNetwork(&c.rec)
+	m.stopHealthLocked(c)
 	oom := rep.OOMKilled && !c.oomSeen
 	c.oomSeen = c.oomSeen || rep.OOMKilled
 	ch := c.exited

@@ -38,6 +38,7 @@ type Config struct {
 	Node       string
 	ShimBin    string
 	RuntimeBin string
+	InitPath   string // the init of --init
 	NATSURL    string // handed to shims
 	NATSUser   string // handed to shims when ShimCredentials is nil
 	NATSPass   string
@@ -51,7 +52,8 @@ type Config struct {
 	Logger          *slog.Logger
 	Event           func(typ, action, id string, attrs map[string]string)
 	OnRunning       func(createToRunning time.Duration)
-	ShimTimeout     time.Duration // for shim requests; 0 means 10s
+	OnHealthCheck   func(healthy bool) // each healthcheck probe's result
+	ShimTimeout     time.Duration      // for shim requests; 0 means 10s
 	// Network sets up the containers' networks (bridge, user networks,
 	// published ports); nil leaves host, none and container: only.
 	Network *bnet.Manager
@@ -70,6 +72,7 @@ type Manager struct {
 	byID      map[string]*ctr
 	names     map[string]string // "/name" → ID
 	keys      map[string]string // idempotency key of the create → ID (survives restarts)
+	execs     map[string]*execProc
 }
 
 type ctr struct {
@@ -85,6 +88,7 @@ type ctr struct {
 	removed     bool
 	rmVolumes   bool         // docker rm -v: the removal takes the anonymous volumes (c.op held)
 	restart     restartState // the restart policy's back-off and pending restart
+	health      *healthMonitor
 }
 
 // New creates the manager and restores the records found on disk.
@@ -111,6 +115,7 @@ func New(cfg Config) (*Manager, error) {
 		return nil, err
 	}
 	m.restoreRestartPolicies()
+	m.restoreHealth()
 	return m, nil
 }
 
@@ -407,6 +412,10 @@ func (m *Manager) Create(req *dockermsg.CreateRequest) (*dockermsg.CreateRespons
 		}
 	}
 	specconv.Merge(&cfg, img.Config)
+	specconv.MergeHealthcheck(&cfg, img.Healthcheck)
+	if err := specconv.ValidateHealthcheck(cfg.Healthcheck); err != nil {
+		return nil, err
+	}
 	args := specconv.Args(&cfg)
 	if len(args) == 0 {
 		return nil, errdefs.New(errdefs.InvalidParameter, "no command specified")
@@ -436,7 +445,7 @@ func (m *Manager) Create(req *dockermsg.CreateRequest) (*dockermsg.CreateRespons
 	// a dry run of the spec catches bad mounts, capabilities, working dirs
 	dry, dryHC := cfg, *hc
 	dry.User, dryHC.GroupAdd = "", nil // names are looked up in the image's files at start
-	if _, err := specconv.Spec(specconv.Options{ID: id, Config: &dry, HostConfig: &dryHC}); err != nil {
+	if _, err := specconv.Spec(specconv.Options{ID: id, Config: &dry, HostConfig: &dryHC, InitPath: m.cfg.InitPath}); err != nil {
 		return nil, err
 	}
 
@@ -739,6 +748,7 @@ func (m *Manager) removeLocked(c *ctr) error {
 		m.log.Warn("removing container directory", "id", id, "err", err)
 	}
 	<-shimDone
+	m.dropExecs(id)
 	m.mu.Lock()
 	delete(m.byID, id)
 	for k, v := range m.keys {

@@ -203,6 +203,7 @@ func (m *Manager) settleAdopted(c *ctr, st bus.ShimStateResponse, pending *bus.E
 			m.log.Error("saving record", "id", id, "err", err)
 		}
 		m.event(c, "start")
+		m.startHealth(c)
 		if pending != nil {
 			m.applyExit(c, *pending)
 		}

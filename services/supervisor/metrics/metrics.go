@@ -19,6 +19,7 @@ type Metrics struct {
 	Duration        *prometheus.HistogramVec
 	CreateToRunning prometheus.Histogram
 	BusErrors       prometheus.Counter
+	HealthChecks    *prometheus.CounterVec
 }
 
 type stateCollector struct {
@@ -53,8 +54,11 @@ func New(counts func() map[string]int, shims func() int) *Metrics {
 		BusErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "berth_supervisor_bus_errors_total", Help: "Failed bus operations (publish, reply, JetStream).",
 		}),
+		HealthChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "berth_supervisor_health_checks_total", Help: "Healthcheck probes run, by result (success, failure).",
+		}, []string{"result"}),
 	}
-	m.Registry.MustRegister(m.Commands, m.Duration, m.CreateToRunning, m.BusErrors,
+	m.Registry.MustRegister(m.Commands, m.Duration, m.CreateToRunning, m.BusErrors, m.HealthChecks,
 		&stateCollector{desc: prometheus.NewDesc("berth_supervisor_containers", "Containers by state.", []string{"state"}, nil), counts: counts},
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "berth_supervisor_shims_running", Help: "Running shims."}, func() float64 { return float64(shims()) }),
 		collectors.NewGoCollector(),

@@ -138,6 +138,7 @@ var stateChanging = map[string]bool{
 	"containers.create": true, "containers.start": true, "containers.stop": true, "containers.kill": true,
 	"containers.restart": true, "containers.remove": true, "containers.rename": true, "containers.prune": true,
 	"images.tag": true, "images.remove": true, "images.import": true,
+	"containers.exec_create": true, "containers.exec_start": true,
 	"volumes.create": true, "volumes.remove": true, "volumes.prune": true,
 	"networks.create": true, "networks.remove": true, "networks.connect": true, "networks.disconnect": true, "networks.prune": true,
 	"containers.pause": true, "containers.unpause": true, "containers.update": true,
@@ -308,6 +309,8 @@ func (s *Server) containerCommand(ctx context.Context, verb string, m *nats.Msg)
 			return nil, err
 		}
 		return s.logs(req)
+	case bus.VerbExecCreate, bus.VerbExecStart, bus.VerbExecInspect:
+		return s.execCommand(ctx, verb, m)
 	case bus.VerbArchiveStat, bus.VerbArchiveGet, bus.VerbArchivePut, bus.VerbExport, bus.VerbChanges:
 		return s.fileCommand(verb, m)
 	case bus.VerbPause, bus.VerbUnpause:
@@ -451,6 +454,8 @@ func (s *Server) handleReport(m *nats.Msg) {
 	case bus.ReportOOM:
 		s.Containers.HandleOOM(id)
 		s.respond(m, bus.EncodeReply(nil, nil))
+	case bus.ReportExecExit:
+		s.execExitReport(id, m)
 	default:
 		s.respond(m, bus.EncodeReply(nil, errdefs.New(errdefs.NotImplemented, "unknown report %q", kind)))
 	}
