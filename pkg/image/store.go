@@ -1,24 +1,25 @@
 // Package image is berth's image store, owned by the supervisor. An image is
-// a config (dockermsg.Image, identified by the sha256 of its OCI config) plus an
-// ordered list of layers; a layer is a plain directory named by the digest of
-// its uncompressed tar (its diffID) under <root>/images/layers/, so that a
-// container's root filesystem is an overlayfs with the image's layer
-// directories as lowerdirs.
+// a config (dockermsg.Image, identified by the sha256 of its config blob) plus
+// an ordered list of layers; a layer is a plain directory named by the digest
+// of its uncompressed tar (its diffID), unpacked once and shared by every
+// image and container using it: a container's root filesystem is an
+// overlayfs with the image's layer directories as lowerdirs.
 //
 // Layout under <root>/images:
 //
-//	layers/<diffid-hex>/      extracted layer
+//	blobs/sha256/<hex>        content: configs, manifests, layer blobs
+//	blobs/partial/<hex>       interrupted downloads, resumed by the next pull
+//	layers/<diffid-hex>/      unpacked layer (OCI whiteouts as overlayfs ones)
+//	layers/<diffid-hex>.json  its record: blob digest, media type, size
 //	configs/<id-hex>.json     the image record (dockermsg.Image without tags)
 //	repositories.json         familiar "name:tag" → image ID
+//	tmp/                      work in progress, emptied at start
 package image
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"os"
 	"path/filepath"
@@ -61,21 +62,30 @@ type Store struct {
 	mu     sync.RWMutex
 	images map[string]*dockermsg.Image // by ID
 	repos  map[string]string           // familiar name:tag → ID
+	layers map[digest.Digest]*Layer
+	pins   map[digest.Digest]int // layers an image being made will use
+
+	lmu        sync.Mutex
+	layerLocks map[digest.Digest]*refMutex
 }
 
 // Open loads (or creates) the store under dir (<root>/images).
 func Open(dir string, hooks Hooks) (*Store, error) {
-	s := &Store{dir: dir, hooks: hooks, images: map[string]*dockermsg.Image{}, repos: map[string]string{}}
-	for _, d := range []string{"layers", "configs", "tmp"} {
+	s := &Store{dir: dir, hooks: hooks, images: map[string]*dockermsg.Image{}, repos: map[string]string{},
+		layers: map[digest.Digest]*Layer{}, pins: map[digest.Digest]int{}, layerLocks: map[digest.Digest]*refMutex{}}
+	for _, d := range []string{"layers", "configs", "tmp", "blobs/sha256", "blobs/partial"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
 			return nil, err
 		}
 	}
-	// leftovers of interrupted imports
+	// leftovers of interrupted imports and pulls
 	if ents, err := os.ReadDir(filepath.Join(dir, "tmp")); err == nil {
 		for _, e := range ents {
 			_ = os.RemoveAll(filepath.Join(dir, "tmp", e.Name()))
 		}
+	}
+	if err := s.loadLayers(); err != nil {
+		return nil, err
 	}
 	ents, err := os.ReadDir(filepath.Join(dir, "configs"))
 	if err != nil {
@@ -150,7 +160,7 @@ func (s *Store) Import(r io.Reader, o ImportOptions) (*dockermsg.Image, error) {
 	if err := ApplyChanges(&cfg, o.Changes); err != nil {
 		return nil, err
 	}
-	var tagRef string
+	var tags []string
 	if o.Repo != "" {
 		ref := o.Repo
 		if o.Tag != "" {
@@ -160,96 +170,150 @@ func (s *Store) Import(r io.Reader, o ImportOptions) (*dockermsg.Image, error) {
 		if err != nil {
 			return nil, err
 		}
-		tagRef = n
+		tags = append(tags, n)
 	}
-	ur, err := Decompress(r)
-	if err != nil {
-		return nil, errdefs.New(errdefs.InvalidParameter, "invalid compressed archive: %v", err)
-	}
-	tmp, err := os.MkdirTemp(filepath.Join(s.dir, "tmp"), "import-")
+	l, err := s.ingestLayer(layerInput{r: r, keepBlob: true})
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(tmp)
-	if err := os.Chmod(tmp, 0o755); err != nil {
-		return nil, err
-	}
-	h := sha256.New()
-	tee := io.TeeReader(ur, h)
-	stats, err := Extract(tee, tmp)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := io.Copy(io.Discard, tee); err != nil {
-		return nil, errdefs.New(errdefs.InvalidParameter, "reading archive: %v", err)
-	}
-	if stats.Entries == 0 {
-		return nil, errdefs.New(errdefs.InvalidParameter, "the archive is empty or not a tar archive")
-	}
-	diffID := digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(h.Sum(nil)))
-
 	now := time.Now().UTC()
 	comment := o.Message
 	if comment == "" {
 		comment = "Imported from -"
 	}
-	oci := ocispec.Image{
-		Created:  &now,
-		Platform: ocispec.Platform{Architecture: runtime.GOARCH, OS: "linux"},
-		Config:   cfg,
-		RootFS:   ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{diffID}},
-		History:  []ocispec.History{{Created: &now, Comment: comment}},
-	}
-	raw, err := json.Marshal(oci)
+	raw, err := json.Marshal(imageConfig{
+		Image: ocispec.Image{
+			Created:  &now,
+			Platform: ocispec.Platform{Architecture: runtime.GOARCH, OS: "linux"},
+			Config:   cfg,
+			RootFS:   ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{l.DiffID}},
+			History:  []ocispec.History{{Created: &now, Comment: comment}},
+		},
+		Comment: o.Message,
+	})
 	if err != nil {
 		return nil, err
 	}
-	id := "sha256:" + hexSum(sha256.New(), raw)
-	img := &dockermsg.Image{
-		ID:           id,
-		Created:      now,
-		Size:         stats.Size,
-		Architecture: oci.Architecture,
-		OS:           oci.OS,
-		Comment:      o.Message,
-		Config:       cfg,
-		RootFS:       oci.RootFS,
-		History:      oci.History,
-	}
+	img, _, err := s.AddImage(NewImage{Config: raw, Tags: tags, Event: "import"})
+	return img, err
+}
 
-	layer := s.LayerDir(diffID.String())
-	if _, err := os.Stat(layer); errors.Is(err, os.ErrNotExist) {
-		if err := os.Rename(tmp, layer); err != nil {
-			return nil, err
+// imageConfig is an image config as Docker writes it: the OCI fields plus
+// Docker's own.
+type imageConfig struct {
+	ocispec.Image
+	Comment       string `json:"comment,omitempty"`
+	DockerVersion string `json:"docker_version,omitempty"`
+	Parent        string `json:"parent,omitempty"`
+}
+
+// NewImage is an image to add once its layers are in the store.
+type NewImage struct {
+	Config  []byte   // the config blob; the image ID is its digest
+	Tags    []string // familiar name:tag references to point at it
+	Digests []string // familiar name@sha256:… references (RepoDigests)
+	Event   string   // the event to emit for a new image: import, pull, load, commit
+	// EventName is the event's name attribute ("" is the image ID).
+	EventName string
+}
+
+// parseConfig reads an image config into a record (without sizes).
+func parseConfig(raw []byte) (*dockermsg.Image, error) {
+	var c imageConfig
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return nil, errdefs.New(errdefs.InvalidParameter, "invalid image config: %v", err)
+	}
+	if c.RootFS.Type != "layers" {
+		return nil, errdefs.New(errdefs.InvalidParameter, "invalid image config: rootfs type %q is not \"layers\"", c.RootFS.Type)
+	}
+	for _, d := range c.RootFS.DiffIDs {
+		if err := d.Validate(); err != nil {
+			return nil, errdefs.New(errdefs.InvalidParameter, "invalid image config: layer %q: %v", d, err)
 		}
+	}
+	img := &dockermsg.Image{
+		ID:           digest.FromBytes(raw).String(),
+		Architecture: c.Architecture,
+		OS:           c.OS,
+		Author:       c.Author,
+		Comment:      c.Comment,
+		Config:       c.Config,
+		RootFS:       c.RootFS,
+		History:      c.History,
+	}
+	if c.Created != nil {
+		img.Created = *c.Created
+	}
+	if img.OS == "" {
+		img.OS = "linux"
+	}
+	return img, nil
+}
+
+// AddImage records an image whose layers are all in the store, stores its
+// config blob and points its tags and digests at it. It returns the image
+// and whether it is new.
+func (s *Store) AddImage(n NewImage) (*dockermsg.Image, bool, error) {
+	img, err := parseConfig(n.Config)
+	if err != nil {
+		return nil, false, err
+	}
+	if _, err := s.WriteBlob(n.Config, ""); err != nil {
+		return nil, false, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.writeImage(img); err != nil {
-		s.removeUnusedLayersLocked(img)
-		return nil, err
+	for _, d := range img.RootFS.DiffIDs {
+		l, ok := s.layers[d]
+		if !ok {
+			return nil, false, errdefs.New(errdefs.InvalidParameter, "image %s: layer %s is not in the store", ShortID(img.ID), d)
+		}
+		img.Size += l.Size
 	}
-	s.images[id] = img
-	s.emit("import", id, nil)
-	if tagRef != "" {
-		old := s.repos[tagRef]
-		s.repos[tagRef] = id
+	old, exists := s.images[img.ID]
+	if exists {
+		img.RepoDigests = old.RepoDigests
+	}
+	changed := !exists
+	for _, d := range n.Digests {
+		if !slices.Contains(img.RepoDigests, d) {
+			// one digest per repository, as Docker keeps it
+			name, _, _ := strings.Cut(d, "@")
+			img.RepoDigests = slices.DeleteFunc(img.RepoDigests, func(x string) bool { return strings.HasPrefix(x, name+"@") })
+			img.RepoDigests = append(img.RepoDigests, d)
+			changed = true
+		}
+	}
+	if changed {
+		if err := s.writeImage(img); err != nil {
+			return nil, false, err
+		}
+		s.images[img.ID] = img
+	}
+	if !exists {
+		name := n.EventName
+		if name == "" {
+			name = img.ID
+		}
+		s.emit(n.Event, img.ID, map[string]string{"name": name})
+	}
+	for _, t := range n.Tags {
+		if s.repos[t] == img.ID {
+			continue
+		}
+		old := s.repos[t]
+		s.repos[t] = img.ID
 		if err := s.saveRepos(); err != nil {
 			if old == "" {
-				delete(s.repos, tagRef)
+				delete(s.repos, t)
 			} else {
-				s.repos[tagRef] = old
+				s.repos[t] = old
 			}
-			return nil, err
+			return nil, false, err
 		}
-		s.emit("tag", id, map[string]string{"name": tagRef})
+		s.emit("tag", img.ID, map[string]string{"name": t})
 	}
-	return s.view(img), nil
-}
-
-func hexSum(h hash.Hash, b []byte) string {
-	h.Write(b)
-	return hex.EncodeToString(h.Sum(nil))
+	return s.view(img), !exists, nil
 }
 
 func (s *Store) writeImage(img *dockermsg.Image) error {
@@ -286,7 +350,7 @@ func (s *Store) emit(action, id string, attrs map[string]string) {
 func (s *Store) view(img *dockermsg.Image) *dockermsg.Image {
 	c := *img
 	c.RepoTags = s.tagsOf(img.ID)
-	c.RepoDigests = []string{}
+	c.RepoDigests = append([]string{}, img.RepoDigests...)
 	if s.hooks.Users != nil {
 		c.Containers = len(s.hooks.Users(img.ID))
 	}
@@ -314,6 +378,13 @@ func (s *Store) resolveLocked(ref string) (*dockermsg.Image, error) {
 		if id, ok := s.repos[n]; ok {
 			return s.images[id], nil
 		}
+	} else if d, err := NormalizeDigestRef(ref); err == nil {
+		for _, img := range s.images {
+			if slices.Contains(img.RepoDigests, d) {
+				return img, nil
+			}
+		}
+		return nil, errdefs.NoSuchImage(d)
 	}
 	if hexRef.MatchString(ref) {
 		var found *dockermsg.Image
@@ -430,18 +501,38 @@ func (s *Store) Remove(ref string, force bool) ([]bus.ImageDeleted, error) {
 	users := s.users(id)
 	var out []bus.ImageDeleted
 	if !isIDPrefix(id, ref) {
-		n, err := NormalizeRef(ref)
-		if err != nil {
-			return nil, err
-		}
-		if !force && len(tags) == 1 && len(users) > 0 {
+		refs := len(tags) + len(img.RepoDigests)
+		if !force && refs == 1 && len(users) > 0 {
 			return nil, errdefs.New(errdefs.Conflict, "conflict: unable to remove repository reference %q (must force) - container %s is using its referenced image %s", ref, ShortID(users[0].ID), ShortID(id))
 		}
-		if err := s.untagLocked(n); err != nil {
-			return nil, err
+		if d, err := NormalizeDigestRef(ref); err == nil {
+			if err := s.removeDigestLocked(img, d); err != nil {
+				return nil, err
+			}
+			out = append(out, bus.ImageDeleted{Untagged: d})
+		} else {
+			n, err := NormalizeRef(ref)
+			if err != nil {
+				return nil, err
+			}
+			if err := s.untagLocked(n); err != nil {
+				return nil, err
+			}
+			out = append(out, bus.ImageDeleted{Untagged: n})
+			if len(s.tagsOf(id)) == 0 {
+				// Docker drops the repository's digest with its last tag
+				repo := n[:strings.LastIndex(n, ":")]
+				for _, d := range img.RepoDigests {
+					if strings.HasPrefix(d, repo+"@") {
+						if err := s.removeDigestLocked(img, d); err != nil {
+							return out, err
+						}
+						out = append(out, bus.ImageDeleted{Untagged: d})
+					}
+				}
+			}
 		}
-		out = append(out, bus.ImageDeleted{Untagged: n})
-		if len(s.tagsOf(id)) > 0 {
+		if len(s.tagsOf(id)) > 0 || len(img.RepoDigests) > 0 {
 			return out, nil
 		}
 		// the last tag is gone: delete the image, quietly keeping it when in use
@@ -458,18 +549,40 @@ func (s *Store) Remove(ref string, force bool) ([]bus.ImageDeleted, error) {
 			}
 			out = append(out, bus.ImageDeleted{Untagged: t})
 		}
+		for _, d := range img.RepoDigests {
+			out = append(out, bus.ImageDeleted{Untagged: d})
+		}
 	}
+	return s.deleteLocked(img, out)
+}
+
+// deleteLocked deletes image img (untagged already) and the layers and
+// blobs no other image uses, appending to out what went.
+func (s *Store) deleteLocked(img *dockermsg.Image, out []bus.ImageDeleted) ([]bus.ImageDeleted, error) {
+	id := img.ID
 	if err := os.Remove(filepath.Join(s.dir, "configs", strings.TrimPrefix(id, "sha256:")+".json")); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return out, err
 	}
 	delete(s.images, id)
-	s.removeUnusedLayersLocked(img)
+	s.removeBlob(digest.Digest(id))
+	gone := s.removeUnusedLayersLocked(img)
 	s.emit("delete", id, nil)
 	out = append(out, bus.ImageDeleted{Deleted: id})
-	for _, d := range img.RootFS.DiffIDs {
+	for _, d := range gone {
 		out = append(out, bus.ImageDeleted{Deleted: d.String()})
 	}
 	return out, nil
+}
+
+func (s *Store) removeDigestLocked(img *dockermsg.Image, d string) error {
+	prev := img.RepoDigests
+	img.RepoDigests = slices.DeleteFunc(slices.Clone(prev), func(x string) bool { return x == d })
+	if err := s.writeImage(img); err != nil {
+		img.RepoDigests = prev
+		return err
+	}
+	s.emit("untag", img.ID, map[string]string{"name": d})
+	return nil
 }
 
 func checkConflict(id string, users []User, force, multiTags bool) *conflictErr {
@@ -504,9 +617,14 @@ func (s *Store) untagLocked(ref string) error {
 	return nil
 }
 
-// removeUnusedLayersLocked deletes img's layer directories no other image uses.
-func (s *Store) removeUnusedLayersLocked(img *dockermsg.Image) {
+// removeUnusedLayersLocked deletes img's layers no other image uses (nor
+// an image being made), and returns their diffIDs.
+func (s *Store) removeUnusedLayersLocked(img *dockermsg.Image) []digest.Digest {
+	var gone []digest.Digest
 	for _, d := range img.RootFS.DiffIDs {
+		if s.pins[d] > 0 || slices.Contains(gone, d) {
+			continue
+		}
 		used := false
 		for _, other := range s.images {
 			if other.ID != img.ID && slices.Contains(other.RootFS.DiffIDs, d) {
@@ -515,7 +633,9 @@ func (s *Store) removeUnusedLayersLocked(img *dockermsg.Image) {
 			}
 		}
 		if !used {
-			_ = os.RemoveAll(s.LayerDir(d.String()))
+			s.removeLayerLocked(d)
+			gone = append(gone, d)
 		}
 	}
+	return gone
 }
