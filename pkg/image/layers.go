@@ -5,7 +5,6 @@ import (
 	"compress/bzip2"
 	"crypto/sha256"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -152,6 +151,13 @@ type layerInput struct {
 	blobSize  int64
 	mediaType string
 	whiteouts bool
+	// blobFile is the caller's complete blob, moved into the store with
+	// the layer once verify (run after the whole blob was read) passes.
+	blobFile string
+	verify   func() error
+	// requireEntries refuses an empty archive (docker import of garbage);
+	// an image's layer may well be empty.
+	requireEntries bool
 }
 
 type compression int
@@ -256,7 +262,12 @@ func (s *Store) ingestLayer(in layerInput) (*Layer, error) {
 	if _, err := io.Copy(io.Discard, raw); err != nil {
 		return nil, errdefs.New(errdefs.InvalidParameter, "layer: reading blob: %v", err)
 	}
-	if st.Entries == 0 {
+	if in.verify != nil {
+		if err := in.verify(); err != nil {
+			return nil, err
+		}
+	}
+	if in.requireEntries && st.Entries == 0 {
 		return nil, errdefs.New(errdefs.InvalidParameter, "the archive is empty or not a tar archive")
 	}
 	diffID := digest.NewDigest(digest.SHA256, diffHash)
@@ -288,8 +299,12 @@ func (s *Store) ingestLayer(in layerInput) (*Layer, error) {
 	if err := os.Rename(tmp, s.LayerDir(diffID.String())); err != nil {
 		return nil, err
 	}
+	blobTmp := in.blobFile
 	if in.keepBlob {
-		if err := s.commitBlob(blobFile.Name(), l.Blob); err != nil {
+		blobTmp = blobFile.Name()
+	}
+	if blobTmp != "" {
+		if err := s.commitBlob(blobTmp, l.Blob); err != nil {
 			_ = os.RemoveAll(s.LayerDir(diffID.String()))
 			return nil, err
 		}
@@ -376,4 +391,3 @@ type readCloser struct {
 
 func (r readCloser) Close() error { return r.close() }
 
-var errNoLayer = errors.New("layer missing")

@@ -172,7 +172,7 @@ func (s *Store) Import(r io.Reader, o ImportOptions) (*dockermsg.Image, error) {
 		}
 		tags = append(tags, n)
 	}
-	l, err := s.ingestLayer(layerInput{r: r, keepBlob: true})
+	l, err := s.ingestLayer(layerInput{r: r, keepBlob: true, requireEntries: true})
 	if err != nil {
 		return nil, err
 	}

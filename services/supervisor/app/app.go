@@ -26,6 +26,7 @@ import (
 	"berth/pkg/bus"
 	"berth/pkg/bus/natsbus"
 	"berth/pkg/image"
+	"berth/pkg/registry"
 	"berth/services/supervisor/containers"
 	"berth/services/supervisor/metrics"
 	"berth/services/supervisor/natsd"
@@ -54,6 +55,26 @@ type Config struct {
 	Runtime             string
 	LogLevel            string
 	Logger              *slog.Logger
+	// InsecureRegistries are reached over HTTP or unchecked HTTPS (host[:port]
+	// or CIDR), like dockerd's --insecure-registry; loopback always is.
+	InsecureRegistries []string
+	// RegistryCertsDir holds <host[:port]>/*.crt, CAs trusted for that registry.
+	RegistryCertsDir string
+}
+
+// listFlag is a repeatable string flag.
+type listFlag struct{ v *[]string }
+
+func (l listFlag) String() string {
+	if l.v == nil {
+		return ""
+	}
+	return strings.Join(*l.v, ",")
+}
+
+func (l listFlag) Set(s string) error {
+	*l.v = append(*l.v, s)
+	return nil
 }
 
 // DefaultNode is the host name up to its first dot (a subject token).
@@ -86,6 +107,8 @@ func ParseFlags(args []string) (Config, error) {
 	fs.StringVar(&c.Shim, "shim", filepath.Join(dir, "berth-shim"), "path of berth-shim")
 	fs.StringVar(&c.Runtime, "runtime", filepath.Join(dir, "berth-runtime"), "path of the OCI runtime (runc-compatible)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.Var(listFlag{&c.InsecureRegistries}, "insecure-registry", "registry (host[:port] or CIDR) reached over HTTP or HTTPS without certificate checks; repeatable (loopback always is)")
+	fs.StringVar(&c.RegistryCertsDir, "registry-certs-dir", "/etc/berth/certs.d", "directory of <host[:port]>/*.crt: CA certificates trusted for that registry")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -229,6 +252,9 @@ func Start(c Config) (_ *Supervisor, err error) {
 	srv.Containers = s.Containers
 	srv.Images = s.Images
 	srv.Info = s.info
+	if srv.Registry, err = registry.New(registry.Config{Insecure: c.InsecureRegistries, CertsDir: c.RegistryCertsDir, UserAgent: "berth/" + runtime.Version()}); err != nil {
+		return nil, fmt.Errorf("--insecure-registry: %w", err)
+	}
 	if err := srv.Start(); err != nil {
 		return nil, err
 	}

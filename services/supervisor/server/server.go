@@ -18,6 +18,7 @@ import (
 	"berth/pkg/bus/dockermsg"
 	"berth/pkg/errdefs"
 	"berth/pkg/image"
+	"berth/pkg/registry"
 	"berth/services/supervisor/containers"
 	"berth/services/supervisor/metrics"
 )
@@ -33,6 +34,7 @@ type Server struct {
 	JS         jetstream.JetStream // may be nil (no JetStream): events go out on core NATS only
 	Containers *containers.Manager
 	Images     *image.Store
+	Registry   *registry.Client
 	Metrics    *metrics.Metrics
 	Log        *slog.Logger
 	Info       func() bus.Info
@@ -134,6 +136,7 @@ var stateChanging = map[string]bool{
 	"containers.create": true, "containers.start": true, "containers.stop": true, "containers.kill": true,
 	"containers.restart": true, "containers.remove": true, "containers.rename": true, "containers.prune": true,
 	"images.tag": true, "images.remove": true, "images.import": true,
+	"images.load": true, "images.prune": true, "images.commit": true,
 }
 
 func (s *Server) handleCommand(m *nats.Msg) {
@@ -337,7 +340,7 @@ func (s *Server) imageCommand(ctx context.Context, verb string, m *nats.Msg) (an
 		}
 		return s.importImage(ctx, req)
 	}
-	return nil, errdefs.New(errdefs.NotImplemented, "unknown image command %q", verb)
+	return s.moreImageCommand(ctx, verb, m)
 }
 
 func (s *Server) importImage(ctx context.Context, req *bus.ImageImportRequest) (*bus.ImageImportResponse, error) {
