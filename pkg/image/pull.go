@@ -119,9 +119,11 @@ func (s *Store) Pull(ctx context.Context, c *registry.Client, o PullOptions) (*P
 	if err != nil {
 		return nil, err
 	}
-	cfgRaw, err := fetchSmallBlob(ctx, repo, manifest.Config)
-	if err != nil {
-		return nil, pullError(named, err)
+	cfgRaw, err := s.ReadBlob(manifest.Config.Digest) // an image we have: nothing to fetch
+	if err != nil || digest.FromBytes(cfgRaw) != manifest.Config.Digest {
+		if cfgRaw, err = fetchSmallBlob(ctx, repo, manifest.Config); err != nil {
+			return nil, pullError(named, err)
+		}
 	}
 	img, err := parseConfig(cfgRaw)
 	if err != nil {
