@@ -26,7 +26,8 @@ import (
 // beside its directory): the blob it came from, kept for push and save.
 type Layer struct {
 	DiffID    digest.Digest `json:"diffID"`
-	Size      int64         `json:"size"` // bytes of regular files, unpacked
+	Size      int64         `json:"size"`              // bytes of regular files, unpacked
+	TarSize   int64         `json:"tarSize,omitempty"` // bytes of the uncompressed tar (docker save)
 	Blob      digest.Digest `json:"blob,omitempty"`
 	BlobSize  int64         `json:"blobSize,omitempty"`
 	MediaType string        `json:"mediaType,omitempty"`
@@ -244,7 +245,8 @@ func (s *Store) ingestLayer(in layerInput) (*Layer, error) {
 		return nil, errdefs.New(errdefs.InvalidParameter, "layer: invalid compressed data: %v", err)
 	}
 	diffHash := sha256.New()
-	var tarStream io.Reader = io.TeeReader(dec, diffHash)
+	var tarSize countWriter
+	var tarStream io.Reader = io.TeeReader(dec, io.MultiWriter(diffHash, &tarSize))
 	if gz != nil {
 		tarStream = io.TeeReader(tarStream, gz)
 	}
@@ -274,7 +276,7 @@ func (s *Store) ingestLayer(in layerInput) (*Layer, error) {
 	if in.diffID != "" && diffID != in.diffID {
 		return nil, errdefs.New(errdefs.InvalidParameter, "layer %s: the unpacked content has digest %s (corrupt or mismatched blob)", in.diffID, diffID)
 	}
-	l := &Layer{DiffID: diffID, Size: st.Size, Blob: in.blob, BlobSize: in.blobSize, MediaType: in.mediaType}
+	l := &Layer{DiffID: diffID, Size: st.Size, TarSize: int64(tarSize), Blob: in.blob, BlobSize: in.blobSize, MediaType: in.mediaType}
 	if in.keepBlob {
 		if gz != nil {
 			if err := gz.Close(); err != nil {
@@ -390,4 +392,3 @@ type readCloser struct {
 }
 
 func (r readCloser) Close() error { return r.close() }
-

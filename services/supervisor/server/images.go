@@ -4,15 +4,22 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"io"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/distribution/reference"
+	"github.com/docker/docker/api/types/container"
 	dockerregistry "github.com/docker/docker/api/types/registry"
+	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"berth/pkg/bus"
+	"berth/pkg/bus/dockermsg"
 	"berth/pkg/errdefs"
 	"berth/pkg/image"
 	"berth/pkg/registry"
@@ -233,4 +240,156 @@ func (s *Server) login(ctx context.Context, req *bus.ImageLoginRequest) (any, er
 		return nil, err
 	}
 	return map[string]string{"Status": "Login Succeeded"}, nil
+}
+
+func (s *Server) push(req *bus.ImagePushRequest) (any, error) {
+	if req.Name == "" {
+		return nil, errdefs.New(errdefs.InvalidParameter, "missing image name")
+	}
+	auth, err := registryAuth(req.Auth)
+	if err != nil {
+		return nil, err
+	}
+	if req.Tag != "" {
+		// a missing image is an error answer, not a stream
+		if _, err := s.Images.Get(req.Name + ":" + req.Tag); err != nil {
+			return nil, errdefs.New(errdefs.NotFound, "An image does not exist locally with the tag: %s", image.RefForError(req.Name+":"+req.Tag))
+		}
+	}
+	return s.stream(req.Inbox, func(ctx context.Context, p image.Progress) error {
+		err := s.Images.Push(ctx, s.Registry, image.PushOptions{Name: req.Name, Tag: req.Tag, Auth: auth, Progress: p})
+		if err != nil {
+			s.Log.Info("push failed", "name", req.Name, "tag", req.Tag, "err", err)
+		}
+		return err
+	})
+}
+
+func (s *Server) load(ctx context.Context, req *bus.ImageLoadRequest) (any, error) {
+	var lines []string
+	err := s.readUpload(ctx, req.Object, func(r io.Reader) error {
+		var err error
+		lines, err = s.Images.Load(r)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &bus.ImageLoadResponse{Lines: lines}, nil
+}
+
+// save writes the tarball into the uploads bucket for apigw to stream.
+func (s *Server) save(ctx context.Context, req *bus.ImageSaveRequest) (any, error) {
+	if len(req.Names) == 0 {
+		return nil, errdefs.New(errdefs.InvalidParameter, "no images named to save")
+	}
+	for _, n := range req.Names {
+		if _, err := s.Images.Get(n); err != nil {
+			return nil, err
+		}
+	}
+	if s.JS == nil {
+		return nil, errdefs.New(errdefs.Unavailable, "JetStream is not available on the bus: cannot hand over the saved images")
+	}
+	obs, err := s.JS.ObjectStore(ctx, bus.UploadsBucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		obs, err = s.JS.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: bus.UploadsBucket, Description: "berth: request bodies handed from apigw to the supervisor"})
+	}
+	if err != nil {
+		return nil, errdefs.New(errdefs.Unavailable, "object store %s: %v", bus.UploadsBucket, err)
+	}
+	object := "save-" + uuid.NewString()
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(s.Images.Save(req.Names, pw)) }()
+	if _, err := obs.Put(ctx, jetstream.ObjectMeta{Name: object, Description: "docker save"}, pr); err != nil {
+		pr.CloseWithError(err)
+		_ = obs.Delete(context.WithoutCancel(ctx), object)
+		return nil, err
+	}
+	return &bus.ImageSaveResponse{Object: object}, nil
+}
+
+// commit is POST /commit: the container's upper directory becomes a layer
+// on top of its image.
+func (s *Server) commit(data []byte) (any, error) {
+	req, err := decode[dockermsg.CommitRequest](data)
+	if err != nil {
+		return nil, err
+	}
+	c, err := s.Containers.Inspect(req.Container)
+	if err != nil {
+		return nil, err
+	}
+	cfg := imageConfigOf(c.Config)
+	if req.Config != nil {
+		over := imageConfigOf(req.Config)
+		mergeConfig(&cfg, &over)
+	}
+	createdBy := strings.TrimSpace(c.Path + " " + strings.Join(c.Args, " "))
+	img, err := s.Images.Commit(s.Containers.UpperDir(c.ID), c.Image, image.CommitOptions{
+		Repo: req.Repo, Tag: req.Tag, Comment: req.Comment, Author: req.Author,
+		Changes: req.Changes, Config: cfg, CreatedBy: createdBy,
+	})
+	if err != nil {
+		return nil, err
+	}
+	attrs := map[string]string{"comment": req.Comment, "imageID": img.ID, "name": strings.TrimPrefix(c.Name, "/")}
+	if len(img.RepoTags) > 0 {
+		attrs["imageRef"] = img.RepoTags[0]
+	}
+	s.PublishEvent("container", "commit", c.ID, attrs)
+	return &bus.ImageImportResponse{ID: img.ID}, nil
+}
+
+// imageConfigOf is the image side of a container's config.
+func imageConfigOf(c *container.Config) ocispec.ImageConfig {
+	if c == nil {
+		return ocispec.ImageConfig{}
+	}
+	out := ocispec.ImageConfig{User: c.User, Env: c.Env, Entrypoint: c.Entrypoint, Cmd: c.Cmd,
+		WorkingDir: c.WorkingDir, Labels: c.Labels, StopSignal: c.StopSignal}
+	for p := range c.ExposedPorts {
+		if out.ExposedPorts == nil {
+			out.ExposedPorts = map[string]struct{}{}
+		}
+		out.ExposedPorts[string(p)] = struct{}{}
+	}
+	for v := range c.Volumes {
+		if out.Volumes == nil {
+			out.Volumes = map[string]struct{}{}
+		}
+		out.Volumes[v] = struct{}{}
+	}
+	return out
+}
+
+// mergeConfig puts over's set fields over cfg (docker commit's config body).
+func mergeConfig(cfg, over *ocispec.ImageConfig) {
+	if over.User != "" {
+		cfg.User = over.User
+	}
+	if len(over.Env) > 0 {
+		cfg.Env = over.Env
+	}
+	if len(over.Entrypoint) > 0 {
+		cfg.Entrypoint = over.Entrypoint
+	}
+	if len(over.Cmd) > 0 {
+		cfg.Cmd = over.Cmd
+	}
+	if over.WorkingDir != "" {
+		cfg.WorkingDir = over.WorkingDir
+	}
+	if len(over.Labels) > 0 {
+		cfg.Labels = over.Labels
+	}
+	if over.StopSignal != "" {
+		cfg.StopSignal = over.StopSignal
+	}
+	if len(over.ExposedPorts) > 0 {
+		cfg.ExposedPorts = over.ExposedPorts
+	}
+	if len(over.Volumes) > 0 {
+		cfg.Volumes = over.Volumes
+	}
 }
