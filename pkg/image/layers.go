@@ -252,6 +252,14 @@ func (s *Store) ingestLayer(in layerInput) (*Layer, error) {
 	}
 	st, err := ExtractWith(tarStream, tmp, ExtractOptions{Whiteouts: in.whiteouts})
 	if err != nil {
+		if in.verify != nil {
+			// bad data: say so plainly when the blob does not match its digest
+			if _, derr := io.Copy(io.Discard, raw); derr == nil {
+				if verr := in.verify(); verr != nil {
+					return nil, verr
+				}
+			}
+		}
 		return nil, err
 	}
 	// the tar's end-of-archive blocks and anything after count in the digests

@@ -37,6 +37,7 @@ const (
 	MaxConcurrentDownloads = 3
 	maxConfigSize          = 8 << 20
 	downloadAttempts       = 5
+	retryBackoff           = 500 * time.Millisecond // times the attempt number
 	// stallTimeout ends a blob transfer that has received nothing for so
 	// long (a registry that hangs rather than dies).
 	stallTimeout = 60 * time.Second
@@ -376,9 +377,10 @@ func (s *Store) fetchLayer(ctx context.Context, repo *registry.Repo, d ocispec.D
 			break
 		}
 		if attempt < downloadAttempts {
-			p.status(id, fmt.Sprintf("Retrying in %d seconds", attempt))
+			wait := time.Duration(attempt) * retryBackoff
+			p.status(id, fmt.Sprintf("Retrying in %s", wait))
 			select {
-			case <-time.After(time.Duration(attempt) * time.Second):
+			case <-time.After(wait):
 			case <-ctx.Done():
 			}
 		}
@@ -415,6 +417,9 @@ func (s *Store) tryFetchLayer(ctx context.Context, repo *registry.Repo, d ocispe
 	if d.Size <= 0 || have < d.Size {
 		var err error
 		body, from, _, err = repo.Blob(ctx, d.Digest, have)
+		if errdefs.Is(err, errdefs.Unavailable) {
+			return errdefs.New(errdefs.Unavailable, "downloading layer %s: %v", id, err)
+		}
 		if err != nil {
 			return err
 		}
@@ -467,9 +472,9 @@ func (s *Store) tryFetchLayer(ctx context.Context, repo *registry.Repo, d ocispe
 		return nil
 	case net.err != nil && ctx.Err() == nil:
 		// the transfer broke: what arrived is kept for the next attempt
-		return errdefs.New(errdefs.Unavailable, "downloading layer %s: %v", ShortID(d.Digest.String()), net.err)
+		return errdefs.New(errdefs.Unavailable, "downloading layer %s: %v", id, net.err)
 	case net.err != nil && net.stalled.Load():
-		return errdefs.New(errdefs.Unavailable, "downloading layer %s: nothing received for %s", ShortID(d.Digest.String()), stallTimeout)
+		return errdefs.New(errdefs.Unavailable, "downloading layer %s: nothing received for %s", id, stallTimeout)
 	case errdefs.Is(err, errdefs.InvalidParameter):
 		// corrupt content: the partial download is of no use
 		_ = os.Remove(partial)

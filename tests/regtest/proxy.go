@@ -24,6 +24,8 @@ type Proxy struct {
 	ranges   []string
 	cutAfter map[digest.Digest]int64 // next download of the blob stops after so many bytes
 	corrupt  map[digest.Digest]bool  // downloads of the blob have one byte flipped
+	down     bool                    // every blob download drops at once (a dead registry)
+	dieOnCut bool                    // the registry dies when the next cut happens
 	rp       *httputil.ReverseProxy
 	upstream *url.URL
 }
@@ -67,7 +69,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	cut, hasCut := p.cutAfter[d]
 	delete(p.cutAfter, d)
 	corrupt := p.corrupt[d]
+	down := p.down
 	p.mu.Unlock()
+	if down {
+		panic(http.ErrAbortHandler)
+	}
 	if !hasCut && !corrupt {
 		p.rp.ServeHTTP(w, r)
 		return
@@ -92,6 +98,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		body[len(body)/2] ^= 0xff
 	}
 	if hasCut && cut < int64(len(body)) {
+		p.mu.Lock()
+		if p.dieOnCut {
+			p.down, p.dieOnCut = true, false
+		}
+		p.mu.Unlock()
 		w.Write(body[:cut])
 		w.(http.Flusher).Flush()
 		panic(http.ErrAbortHandler) // the connection drops mid-transfer
@@ -135,5 +146,19 @@ func (p *Proxy) CutAfter(d digest.Digest, n int64) {
 func (p *Proxy) Corrupt(d digest.Digest, on bool) {
 	p.mu.Lock()
 	p.corrupt[d] = on
+	p.mu.Unlock()
+}
+
+// Down makes every blob download fail (on) or work again (off).
+func (p *Proxy) Down(on bool) {
+	p.mu.Lock()
+	p.down = on
+	p.mu.Unlock()
+}
+
+// DieOnCut makes the registry go down (Down) when the next cut happens.
+func (p *Proxy) DieOnCut() {
+	p.mu.Lock()
+	p.dieOnCut = true
 	p.mu.Unlock()
 }
