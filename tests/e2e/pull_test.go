@@ -148,6 +148,24 @@ func TestPullErrors(t *testing.T) {
 	if out := s.MustDocker("images", "-q", reg.Addr+"/berth/arm"); out != "" {
 		t.Errorf("an image was left: %q", out)
 	}
+	// a hostile layer: refused, nothing written outside, no image
+	victim := filepath.Join(t.TempDir(), "victim")
+	os.Mkdir(victim, 0o755)
+	evil := regtest.Build(t, [][]byte{regtest.Tar(t,
+		regtest.TarEntry{Name: "d", Type: tar.TypeSymlink, Link: victim},
+		regtest.TarEntry{Name: "d/evil", Body: "pwned"},
+	)}, regtest.BuildOptions{})
+	reg.Push(t, "berth/evil", "v1", evil)
+	_, errOut, code = s.Docker("pull", reg.Addr+"/berth/evil:v1")
+	if code != 1 || !strings.Contains(errOut, "refusing hostile archive entry") {
+		t.Errorf("hostile layer: %d %s", code, errOut)
+	}
+	if ents, _ := os.ReadDir(victim); len(ents) != 0 {
+		t.Errorf("the hostile layer wrote outside: %v", ents)
+	}
+	if out := s.MustDocker("images", "-q", reg.Addr+"/berth/evil"); out != "" {
+		t.Errorf("an image from a hostile layer: %q", out)
+	}
 	// nobody listening
 	_, errOut, code = s.Docker("pull", "127.0.0.1:1/x")
 	if code != 1 || !strings.Contains(errOut, "connection refused") {
