@@ -220,6 +220,17 @@ func (x *extractor) mkdirAll(rel string) (int, error) {
 	return cur, nil
 }
 
+// replace removes what holds name in dir so that an entry can take it,
+// and returns dir (resolved again when a directory tree went).
+func (x *extractor) replace(dir int, dirRel, name string) (int, error) {
+	x.forget()
+	dir, err := x.parent(dirRel)
+	if err != nil {
+		return -1, err
+	}
+	return dir, x.remove(dir, name)
+}
+
 // remove deletes name in dir (a whole tree if a directory) without following links.
 func (x *extractor) remove(dir int, name string) error {
 	var st unix.Stat_t
@@ -245,7 +256,7 @@ func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
 	}
 	if rel == "" {
 		if hdr.Typeflag == tar.TypeDir {
-			x.meta(x.root, ".", hdr, true)
+			x.meta(x.root, ".", hdr, true, false)
 		}
 		return nil
 	}
@@ -265,47 +276,76 @@ func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	var st unix.Stat_t
-	exists := unix.Fstatat(dir, base, &st, unix.AT_SYMLINK_NOFOLLOW) == nil
-	isDir := exists && st.Mode&unix.S_IFMT == unix.S_IFDIR
-	if exists && !(isDir && hdr.Typeflag == tar.TypeDir) {
-		if isDir {
-			// the cached descriptor may be inside the tree going away
-			x.forget()
-			if dir, err = x.parent(dirRel); err != nil {
+	mode := uint32(hdr.Mode & 0o7777)
+	// Create first; only when the name is taken (rare: a layer normally
+	// names each path once) look at what is there and replace it.
+	create := func() error {
+		switch hdr.Typeflag {
+		case tar.TypeDir:
+			return unix.Mkdirat(dir, base, mode&0o777)
+		case tar.TypeReg, tar.TypeGNUSparse: // the reader turns the old TypeRegA into TypeReg
+			fd, err := unix.Openat(dir, base, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, mode&0o777)
+			if err != nil {
 				return err
 			}
+			f := os.NewFile(uintptr(fd), rel)
+			n, err := io.CopyBuffer(onlyWriter{f}, r, x.buf)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return fmt.Errorf("writing %s: %w", rel, err)
+			}
+			x.st.Size += n
+			return nil
 		}
-		if err := x.remove(dir, base); err != nil {
+		return nil
+	}
+	var err2 error
+	existed := false
+	if hdr.Typeflag == tar.TypeDir || hdr.Typeflag == tar.TypeReg || hdr.Typeflag == tar.TypeGNUSparse {
+		err2 = create()
+	}
+	if errors.Is(err2, unix.EEXIST) {
+		var st unix.Stat_t
+		if err := unix.Fstatat(dir, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			return fmt.Errorf("replacing %s: %w", rel, err)
 		}
+		isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
+		switch {
+		case isDir && hdr.Typeflag == tar.TypeDir:
+			err2, existed = nil, true // a directory named twice: its metadata is updated
+		default:
+			if isDir {
+				// the cached descriptor may be inside the tree going away
+				x.forget()
+				if dir, err = x.parent(dirRel); err != nil {
+					return err
+				}
+			}
+			if err := x.remove(dir, base); err != nil {
+				return fmt.Errorf("replacing %s: %w", rel, err)
+			}
+			err2 = create()
+		}
+	}
+	if err2 != nil {
+		return fmt.Errorf("creating %s: %w", rel, err2)
 	}
 	switch hdr.Typeflag {
 	case tar.TypeDir:
-		if !isDir {
-			if err := unix.Mkdirat(dir, base, 0o700); err != nil {
-				return fmt.Errorf("mkdir %s: %w", rel, err)
-			}
-		}
-		x.meta(dir, base, hdr, false)
+		x.meta(dir, base, hdr, false, !existed)
 		x.dirTime = append(x.dirTime, dirTime{rel, hdr.ModTime})
 		return nil
-	case tar.TypeReg, tar.TypeGNUSparse: // the reader turns the old TypeRegA into TypeReg
-		fd, err := unix.Openat(dir, base, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
-		if err != nil {
-			return fmt.Errorf("creating %s: %w", rel, err)
-		}
-		f := os.NewFile(uintptr(fd), rel)
-		n, err := io.CopyBuffer(onlyWriter{f}, r, x.buf)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return fmt.Errorf("writing %s: %w", rel, err)
-		}
-		x.st.Size += n
+	case tar.TypeReg, tar.TypeGNUSparse:
 	case tar.TypeSymlink:
-		if err := unix.Symlinkat(hdr.Linkname, dir, base); err != nil {
+		err := unix.Symlinkat(hdr.Linkname, dir, base)
+		if errors.Is(err, unix.EEXIST) {
+			if dir, err = x.replace(dir, dirRel, base); err == nil {
+				err = unix.Symlinkat(hdr.Linkname, dir, base)
+			}
+		}
+		if err != nil {
 			return fmt.Errorf("symlink %s: %w", rel, err)
 		}
 	case tar.TypeLink:
@@ -322,6 +362,11 @@ func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
 			return x.resolveErr(lrel, err)
 		}
 		err = unix.Linkat(src, lbase, dir, base, 0) // never follows a symlink
+		if errors.Is(err, unix.EEXIST) {
+			if dir, err = x.replace(dir, dirRel, base); err == nil {
+				err = unix.Linkat(src, lbase, dir, base, 0)
+			}
+		}
 		if src != x.root {
 			unix.Close(src)
 		}
@@ -335,7 +380,6 @@ func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
 		}
 		return nil // a hard link shares its target's metadata
 	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
-		mode := uint32(hdr.Mode & 0o7777)
 		switch hdr.Typeflag {
 		case tar.TypeChar:
 			mode |= unix.S_IFCHR
@@ -347,13 +391,20 @@ func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
 		if !x.isRoot && hdr.Typeflag != tar.TypeFifo {
 			return nil // like Docker without privileges: device nodes are skipped
 		}
-		if err := unix.Mknodat(dir, base, mode, int(unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor)))); err != nil {
+		dev := int(unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor)))
+		err := unix.Mknodat(dir, base, mode, dev)
+		if errors.Is(err, unix.EEXIST) {
+			if dir, err = x.replace(dir, dirRel, base); err == nil {
+				err = unix.Mknodat(dir, base, mode, dev)
+			}
+		}
+		if err != nil {
 			return fmt.Errorf("mknod %s: %w", rel, err)
 		}
 	default:
 		return nil // pax global headers and unsupported kinds are skipped, as Docker does
 	}
-	x.meta(dir, base, hdr, false)
+	x.meta(dir, base, hdr, false, true)
 	if hdr.Typeflag != tar.TypeDir {
 		setTimes(dir, base, hdr.ModTime)
 	}
@@ -403,7 +454,7 @@ func (x *extractor) dirForWrite(rel string) (int, error) {
 }
 
 // meta sets owner, mode and xattrs of dir/base (never through a symlink).
-func (x *extractor) meta(dir int, base string, hdr *tar.Header, isRootDir bool) {
+func (x *extractor) meta(dir int, base string, hdr *tar.Header, isRootDir, fresh bool) {
 	mode := uint32(hdr.Mode & 0o7777)
 	if isRootDir {
 		fd, err := x.dirForWrite(".")
@@ -417,10 +468,14 @@ func (x *extractor) meta(dir int, base string, hdr *tar.Header, isRootDir bool) 
 		_ = unix.Fchmod(fd, mode)
 		return
 	}
-	if x.isRoot {
+	// what was just created belongs to root with mode&^umask: most entries
+	// need no chown nor chmod (a pull makes thousands of files)
+	chowned := false
+	if x.isRoot && (!fresh || hdr.Uid != 0 || hdr.Gid != 0) {
 		_ = unix.Fchownat(dir, base, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW)
+		chowned = true
 	}
-	if hdr.Typeflag != tar.TypeSymlink {
+	if hdr.Typeflag != tar.TypeSymlink && (!fresh || chowned || mode&0o7000 != 0 || mode&^umask != mode) {
 		// after chown, which clears the set-id bits
 		_ = unix.Fchmodat(dir, base, mode, 0)
 	}
@@ -433,6 +488,23 @@ func (x *extractor) meta(dir int, base string, hdr *tar.Header, isRootDir bool) 
 		_ = unix.Lsetxattr(fmt.Sprintf("/proc/self/fd/%d/%s", dir, base), name, []byte(v), 0)
 	}
 }
+
+// umask is the process's file mode creation mask (read once: umask(2)
+// can only be read by setting it).
+var umask = func() uint32 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err == nil {
+		for _, l := range strings.Split(string(data), "\n") {
+			if v, ok := strings.CutPrefix(l, "Umask:"); ok {
+				var m uint32
+				if _, err := fmt.Sscanf(strings.TrimSpace(v), "%o", &m); err == nil {
+					return m
+				}
+			}
+		}
+	}
+	return 0o777 // unknown: always chmod
+}()
 
 // onlyWriter hides *os.File's ReadFrom, so io.CopyBuffer uses its buffer
 // (copy_file_range cannot apply to a tar stream anyway).

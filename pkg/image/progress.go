@@ -36,6 +36,12 @@ type ErrorDetail struct {
 // It must be safe for concurrent use.
 type Progress func(Message)
 
+func (p Progress) send(m Message) {
+	if p != nil {
+		p(m)
+	}
+}
+
 func (p Progress) status(id, status string) {
 	if p != nil {
 		p(Message{ID: id, Status: status, ProgressDetail: &Detail{}})
@@ -79,6 +85,9 @@ func (b *bar) add(n int64) {
 }
 
 func (b *bar) emit(cur int64) {
+	if b.p == nil {
+		return
+	}
 	jp := jsonmessage.JSONProgress{Current: cur, Total: b.total}
 	b.p(Message{ID: b.id, Status: b.action, ProgressDetail: &Detail{Current: cur, Total: b.total}, Progress: jp.String()})
 }

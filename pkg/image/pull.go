@@ -1,6 +1,7 @@
 package image
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -443,6 +444,7 @@ func (s *Store) tryFetchLayer(ctx context.Context, repo *registry.Repo, d ocispe
 	// what an earlier attempt got, then the rest from the registry, which
 	// is appended to the partial file as it comes
 	net := newNetReader(body, f, dl, cancel)
+	defer net.f.Flush() // what came before a failure is kept for the next attempt
 	src := io.MultiReader(io.NewSectionReader(f, 0, have), net)
 	var blobSize countWriter
 	_, err = s.ingestLayer(layerInput{
@@ -463,7 +465,7 @@ func (s *Store) tryFetchLayer(ctx context.Context, repo *registry.Repo, d ocispe
 				return errdefs.New(errdefs.InvalidParameter, "layer %s: got %d bytes, the manifest says %d", d.Digest, blobSize, d.Size)
 			}
 			p.status(id, "Download complete")
-			p(Message{ID: id, Status: "Extracting", ProgressDetail: &Detail{Current: d.Size, Total: d.Size}})
+			p.send(Message{ID: id, Status: "Extracting", ProgressDetail: &Detail{Current: d.Size, Total: d.Size}})
 			return nil
 		},
 	})
@@ -487,7 +489,7 @@ func (s *Store) tryFetchLayer(ctx context.Context, repo *registry.Repo, d ocispe
 // stallTimeout, and remembers a failed read.
 type netReader struct {
 	r       io.Reader
-	f       *os.File
+	f       *bufio.Writer
 	dl      *bar
 	timer   *time.Timer
 	err     error
@@ -495,7 +497,7 @@ type netReader struct {
 }
 
 func newNetReader(body io.Reader, f *os.File, dl *bar, cancel func()) *netReader {
-	n := &netReader{r: body, f: f, dl: dl}
+	n := &netReader{r: body, f: bufio.NewWriterSize(f, 1<<20), dl: dl}
 	if body != nil {
 		n.timer = time.AfterFunc(stallTimeout, func() { n.stalled.Store(true); cancel() })
 	}
@@ -514,11 +516,14 @@ func (s *netReader) Read(p []byte) (int, error) {
 		}
 		s.dl.add(int64(n))
 	}
-	if err == io.EOF {
+	if err != nil {
 		s.timer.Stop()
-	} else if err != nil {
-		s.timer.Stop()
-		s.err = err
+		if ferr := s.f.Flush(); ferr != nil {
+			return n, ferr
+		}
+		if err != io.EOF {
+			s.err = err
+		}
 	}
 	return n, err
 }

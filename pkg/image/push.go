@@ -159,10 +159,8 @@ func (s *Store) pushOne(ctx context.Context, repo *registry.Repo, tagged referen
 		return err
 	}
 	aux, _ := json.Marshal(map[string]any{"Tag": tagged.Tag(), "Digest": d.String(), "Size": len(body)})
-	if p != nil {
-		p(Message{Status: fmt.Sprintf("%s: digest: %s size: %d", tagged.Tag(), d, len(body))})
-		p(Message{ProgressDetail: &Detail{}, Aux: aux})
-	}
+	p.send(Message{Status: fmt.Sprintf("%s: digest: %s size: %d", tagged.Tag(), d, len(body))})
+	p.send(Message{ProgressDetail: &Detail{}, Aux: aux})
 	s.addDigest(img.ID, reference.FamiliarName(tagged)+"@"+d.String())
 	s.emit("push", img.ID, map[string]string{"name": reference.FamiliarString(tagged)})
 	return nil

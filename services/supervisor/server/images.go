@@ -206,12 +206,13 @@ func (s *Server) pull(req *bus.ImagePullRequest) (any, error) {
 		return nil, err
 	}
 	return s.stream(req.Inbox, func(ctx context.Context, p image.Progress) error {
+		t0 := time.Now()
 		res, err := s.Images.Pull(ctx, s.Registry, image.PullOptions{Ref: req.Ref, Auth: auth, Platform: req.Platform, Progress: p})
 		if err != nil {
 			s.Log.Info("pull failed", "ref", req.Ref, "err", err)
 			return err
 		}
-		s.Log.Info("pulled", "ref", res.Ref, "id", res.Image.ID, "layers fetched", res.Fetched)
+		s.Log.Info("pulled", "ref", res.Ref, "id", res.Image.ID, "layersFetched", res.Fetched, "seconds", time.Since(t0).Seconds())
 		return nil
 	})
 }
