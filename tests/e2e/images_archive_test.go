@@ -104,6 +104,13 @@ func TestImagePruneAndDiskUsage(t *testing.T) {
 	if got := s.MustDocker("images", "-q", "--no-trunc", "--filter", "dangling=true"); !strings.Contains(got, dangling) {
 		t.Fatalf("dangling filter: %q lacks %s", got, dangling)
 	}
+	bb := s.MustDocker("image", "inspect", "-f", "{{.Id}}", "busybox")
+	if got := s.MustDocker("images", "-q", "--no-trunc", "--filter", "since=busybox"); !strings.Contains(got, dangling) || strings.Contains(got, bb) {
+		t.Errorf("since=busybox: %q", got)
+	}
+	if got := s.MustDocker("images", "-q", "--no-trunc", "--filter", "before="+dangling); !strings.Contains(got, bb) || strings.Contains(got, dangling) {
+		t.Errorf("before=%s: %q", dangling, got)
+	}
 	var df struct {
 		LayersSize int64
 		Images     []struct {

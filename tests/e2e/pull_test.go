@@ -123,6 +123,13 @@ func TestPullRunRemove(t *testing.T) {
 	if _, err := os.Stat(lower); !os.IsNotExist(err) {
 		t.Errorf("layer directory left after rmi: %v", err)
 	}
+	// docker run pulls what is missing
+	reg.PutManifest(t, "berth/layered", "v2", img.MediaType, img.Manifest)
+	out, errOut, code = s.Docker("run", "--rm", proxy.Addr+"/berth/layered:v2", "cat", "/etc/motd")
+	if code != 0 || out != "layer three" || !strings.Contains(errOut, "Unable to find image") {
+		t.Errorf("run of an image to pull: %d %q %s", code, out, errOut)
+	}
+	s.MustDocker("rmi", proxy.Addr+"/berth/layered:v2")
 }
 
 func TestPullErrors(t *testing.T) {

@@ -32,9 +32,21 @@ func (s *Server) imageList(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if err := f.Validate(map[string]bool{"reference": true, "label": true, "dangling": true}); err != nil {
+	if err := f.Validate(map[string]bool{"reference": true, "label": true, "dangling": true, "before": true, "since": true}); err != nil {
 		s.fail(w, r, errdefs.Wrap(errdefs.InvalidParameter, err))
 		return
+	}
+	// before/since name images: their creation times bound the list
+	var before, since time.Time
+	for key, bound := range map[string]*time.Time{"before": &before, "since": &since} {
+		for _, ref := range f.Get(key) {
+			var im dockermsg.Image
+			if err := s.call(r, bus.AreaImages, bus.VerbImageInspect, bus.ImageRequest{Name: ref}, &im); err != nil {
+				s.fail(w, r, err)
+				return
+			}
+			*bound = im.Created
+		}
 	}
 	var ims []dockermsg.Image
 	if err := s.call(r, bus.AreaImages, bus.VerbImageList, struct{}{}, &ims); err != nil {
@@ -44,6 +56,9 @@ func (s *Server) imageList(w http.ResponseWriter, r *http.Request) {
 	sort.SliceStable(ims, func(i, j int) bool { return ims[i].Created.After(ims[j].Created) })
 	out := make([]image.Summary, 0, len(ims))
 	for i := range ims {
+		if !before.IsZero() && !ims[i].Created.Before(before) || !since.IsZero() && !ims[i].Created.After(since) {
+			continue
+		}
 		if matchImage(f, &ims[i]) {
 			out = append(out, dockerapi.ImageSummary(&ims[i]))
 		}
@@ -55,7 +70,8 @@ func (s *Server) imageList(w http.ResponseWriter, r *http.Request) {
 // /images/json; a reference filter also trims im.RepoTags to the matching tags.
 func matchImage(f filters.Args, im *dockermsg.Image) bool {
 	if f.Contains("dangling") {
-		dangling := len(im.RepoTags) == 0
+		// as dockerd: an image no tag nor digest names
+		dangling := len(im.RepoTags) == 0 && len(im.RepoDigests) == 0
 		if f.ExactMatch("dangling", "true") != dangling && !(f.ExactMatch("dangling", "1") && dangling) {
 			return false
 		}
