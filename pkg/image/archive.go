@@ -420,4 +420,3 @@ func (l *loader) add(cfg []byte, img *dockermsg.Image, layers []ocispec.Descript
 	}
 	return nil
 }
-

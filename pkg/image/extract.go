@@ -222,7 +222,7 @@ func (x *extractor) mkdirAll(rel string) (int, error) {
 
 // replace removes what holds name in dir so that an entry can take it,
 // and returns dir (resolved again when a directory tree went).
-func (x *extractor) replace(dir int, dirRel, name string) (int, error) {
+func (x *extractor) replace(dirRel, name string) (int, error) {
 	x.forget()
 	dir, err := x.parent(dirRel)
 	if err != nil {
@@ -341,7 +341,7 @@ func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
 	case tar.TypeSymlink:
 		err := unix.Symlinkat(hdr.Linkname, dir, base)
 		if errors.Is(err, unix.EEXIST) {
-			if dir, err = x.replace(dir, dirRel, base); err == nil {
+			if dir, err = x.replace(dirRel, base); err == nil {
 				err = unix.Symlinkat(hdr.Linkname, dir, base)
 			}
 		}
@@ -363,7 +363,7 @@ func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
 		}
 		err = unix.Linkat(src, lbase, dir, base, 0) // never follows a symlink
 		if errors.Is(err, unix.EEXIST) {
-			if dir, err = x.replace(dir, dirRel, base); err == nil {
+			if dir, err = x.replace(dirRel, base); err == nil {
 				err = unix.Linkat(src, lbase, dir, base, 0)
 			}
 		}
@@ -394,7 +394,7 @@ func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
 		dev := int(unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor)))
 		err := unix.Mknodat(dir, base, mode, dev)
 		if errors.Is(err, unix.EEXIST) {
-			if dir, err = x.replace(dir, dirRel, base); err == nil {
+			if dir, err = x.replace(dirRel, base); err == nil {
 				err = unix.Mknodat(dir, base, mode, dev)
 			}
 		}

@@ -20,15 +20,19 @@ type hostileCase struct {
 
 func TestHostileLayers(t *testing.T) {
 	cases := map[string]hostileCase{
-		"dotdot":          {refuse: true, ents: func(string) []entry { return []entry{{name: "../../victim/evil", typ: tar.TypeReg, body: "x"}} }},
-		"absolute":        {refuse: true, ents: func(v string) []entry { return []entry{{name: v + "/evil", typ: tar.TypeReg, body: "x"}} }},
-		"symlink-parent":  {refuse: true, ents: func(v string) []entry { return []entry{{name: "d", typ: tar.TypeSymlink, link: v}, {name: "d/evil", typ: tar.TypeReg, body: "x"}} }},
-		"relative-parent": {refuse: true, ents: func(string) []entry { return []entry{{name: "d", typ: tar.TypeSymlink, link: "../../victim"}, {name: "d/evil", typ: tar.TypeReg, body: "x"}} }},
+		"dotdot":   {refuse: true, ents: func(string) []entry { return []entry{{name: "../../victim/evil", typ: tar.TypeReg, body: "x"}} }},
+		"absolute": {refuse: true, ents: func(v string) []entry { return []entry{{name: v + "/evil", typ: tar.TypeReg, body: "x"}} }},
+		"symlink-parent": {refuse: true, ents: func(v string) []entry {
+			return []entry{{name: "d", typ: tar.TypeSymlink, link: v}, {name: "d/evil", typ: tar.TypeReg, body: "x"}}
+		}},
+		"relative-parent": {refuse: true, ents: func(string) []entry {
+			return []entry{{name: "d", typ: tar.TypeSymlink, link: "../../victim"}, {name: "d/evil", typ: tar.TypeReg, body: "x"}}
+		}},
 		"nested-symlink-parent": {refuse: true, ents: func(v string) []entry {
 			return []entry{{name: "a/", typ: tar.TypeDir}, {name: "a/d", typ: tar.TypeSymlink, link: v}, {name: "a/d/sub/evil", typ: tar.TypeReg, body: "x"}}
 		}},
-		"hardlink-out":     {refuse: true, ents: func(v string) []entry { return []entry{{name: "pw", typ: tar.TypeLink, link: v + "/file"}} }},
-		"hardlink-dotdot":  {refuse: true, ents: func(string) []entry { return []entry{{name: "pw", typ: tar.TypeLink, link: "../../victim/file"}} }},
+		"hardlink-out":    {refuse: true, ents: func(v string) []entry { return []entry{{name: "pw", typ: tar.TypeLink, link: v + "/file"}} }},
+		"hardlink-dotdot": {refuse: true, ents: func(string) []entry { return []entry{{name: "pw", typ: tar.TypeLink, link: "../../victim/file"}} }},
 		"hardlink-via-symlink": {refuse: true, ents: func(v string) []entry {
 			return []entry{{name: "d", typ: tar.TypeSymlink, link: v}, {name: "pw", typ: tar.TypeLink, link: "d/file"}}
 		}},
@@ -38,7 +42,7 @@ func TestHostileLayers(t *testing.T) {
 		"opaque-via-symlink": {refuse: true, ents: func(v string) []entry {
 			return []entry{{name: "d", typ: tar.TypeSymlink, link: v}, {name: "d/.wh..wh..opq", typ: tar.TypeReg}}
 		}},
-		"whiteout-dotdot":  {refuse: true, ents: func(string) []entry { return []entry{{name: "a/.wh..", typ: tar.TypeReg}} }},
+		"whiteout-dotdot": {refuse: true, ents: func(string) []entry { return []entry{{name: "a/.wh..", typ: tar.TypeReg}} }},
 		"overwrite-symlink": {ents: func(v string) []entry {
 			// a file over a symlink replaces the link, never writes through it
 			return []entry{{name: "f", typ: tar.TypeSymlink, link: v + "/file"}, {name: "f", typ: tar.TypeReg, body: "pwned"}}
