@@ -4,6 +4,7 @@
 //	apigw      --request-->  berth.v1.containers.<node>.<verb>   supervisor (queue group)
 //	apigw      --request-->  berth.v1.images.<node>.<verb>       supervisor
 //	apigw      --request-->  berth.v1.system.<node>.<verb>       supervisor
+//	apigw      --request-->  berth.v1.networks.<node>.<verb>     supervisor
 //	supervisor --request-->  berth.v1.shim.<node>.<id>.<verb>    one shim
 //	shim       --request-->  berth.v1.reports.<node>.<id>.<kind> supervisor (exit, oom)
 //	shim       --publish-->  berth.v1.io.<node>.<id>.out         apigw (attach)
@@ -30,6 +31,7 @@ const (
 	AreaContainers = "containers"
 	AreaImages     = "images"
 	AreaSystem     = "system"
+	AreaNetworks   = "networks"
 )
 
 // Verbs of the container commands (apigw → supervisor).
@@ -69,6 +71,17 @@ const (
 const (
 	VerbInfo = "info"
 	VerbPing = "ping"
+)
+
+// Verbs of the network commands (apigw → supervisor).
+const (
+	VerbNetworkCreate     = "create"
+	VerbNetworkList       = "list"
+	VerbNetworkInspect    = "inspect"
+	VerbNetworkRemove     = "remove"
+	VerbNetworkConnect    = "connect"
+	VerbNetworkDisconnect = "disconnect"
+	VerbNetworkPrune      = "prune"
 )
 
 // Verbs a shim answers (supervisor → shim).
@@ -120,6 +133,7 @@ func CommandsAll(node string) []string {
 		prefix + "." + AreaContainers + "." + node + ".*",
 		prefix + "." + AreaImages + "." + node + ".*",
 		prefix + "." + AreaSystem + "." + node + ".*",
+		prefix + "." + AreaNetworks + "." + node + ".*",
 	}
 }
 

@@ -28,6 +28,9 @@ type Options struct {
 	// EtcFiles are host files bind-mounted over /etc/hostname, /etc/hosts
 	// and /etc/resolv.conf (destination → source), as Docker does.
 	EtcFiles map[string]string
+	// NetNSPath is a network namespace to join (a sandbox's, or another
+	// container's); empty makes a new one (none with --network host).
+	NetNSPath string
 }
 
 // DefaultCapabilities are Docker's default capabilities.
@@ -175,7 +178,7 @@ func Spec(o Options) (*specs.Spec, error) {
 		Annotations: map[string]string{},
 		Linux: &specs.Linux{
 			CgroupsPath: "/berth/" + o.ID,
-			Namespaces:  namespaces(hc),
+			Namespaces:  namespaces(hc, o.NetNSPath),
 			Resources:   &specs.LinuxResources{Devices: defaultDevices()},
 			Sysctl:      map[string]string{},
 		},
@@ -292,7 +295,7 @@ func removeEnv(env []string, k string) []string {
 	return out
 }
 
-func namespaces(hc *container.HostConfig) []specs.LinuxNamespace {
+func namespaces(hc *container.HostConfig, netns string) []specs.LinuxNamespace {
 	ns := []specs.LinuxNamespace{{Type: specs.MountNamespace}}
 	if !hc.PidMode.IsHost() {
 		ns = append(ns, specs.LinuxNamespace{Type: specs.PIDNamespace})
@@ -303,8 +306,8 @@ func namespaces(hc *container.HostConfig) []specs.LinuxNamespace {
 	if !hc.UTSMode.IsHost() {
 		ns = append(ns, specs.LinuxNamespace{Type: specs.UTSNamespace})
 	}
-	if !hc.NetworkMode.IsHost() {
-		ns = append(ns, specs.LinuxNamespace{Type: specs.NetworkNamespace})
+	if netns != "" || (!hc.NetworkMode.IsHost() && !hc.NetworkMode.IsContainer()) {
+		ns = append(ns, specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: netns})
 	}
 	if hc.CgroupnsMode.IsPrivate() {
 		ns = append(ns, specs.LinuxNamespace{Type: specs.CgroupNamespace})

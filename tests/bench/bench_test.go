@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"berth/tests/stack"
 )
 
@@ -58,17 +60,24 @@ func median(d []time.Duration) time.Duration {
 	return d[len(d)/2]
 }
 
-// measure runs the three measurements against e.
-func measure(b *testing.B, e engine) (runMedian, concurrentAll time.Duration, shim, shimPSS, daemons float64) {
+// runMedian is the median time of `docker run --rm [args] busybox true`.
+func runMedian(b *testing.B, e engine, args ...string) time.Duration {
 	var times []time.Duration
 	for i := 0; i < runs; i++ {
 		start := time.Now()
-		if err := dockerCLI(e.host, "run", "--rm", "--network", "none", "busybox", "true"); err != nil {
+		if err := dockerCLI(e.host, append(append([]string{"run", "--rm"}, args...), "busybox", "true")...); err != nil {
 			b.Fatal(err)
 		}
 		times = append(times, time.Since(start))
 	}
-	runMedian = median(times)
+	return median(times)
+}
+
+// measure runs the measurements against e: run --rm with the default
+// bridge network and with none, concurrent starts, memory.
+func measure(b *testing.B, e engine) (bridgeMedian, noneMedian, concurrentAll time.Duration, shim, shimPSS, daemons float64) {
+	bridgeMedian = runMedian(b, e)
+	noneMedian = runMedian(b, e, "--network", "none")
 
 	var wg sync.WaitGroup
 	errs := make(chan error, concurrent)
@@ -120,13 +129,22 @@ func procKB(path, field string) float64 {
 	return 0
 }
 
-// pidsNamed lists the pids whose /proc/PID/comm starts with prefix.
-func pidsNamed(prefix string) []int {
+// pidsNamed lists the pids of the program name (whose /proc/PID/comm is
+// name cut to the kernel's 15 bytes) whose command line mentions dir (this
+// engine's own temporary root: other engines may run on a shared machine).
+func pidsNamed(name, dir string) []int {
+	if len(name) > 15 {
+		name = name[:15]
+	}
 	var pids []int
 	dirs, _ := filepath.Glob("/proc/[0-9]*/comm")
 	for _, c := range dirs {
 		b, err := os.ReadFile(c)
-		if err != nil || !strings.HasPrefix(strings.TrimSpace(string(b)), prefix) {
+		if err != nil || strings.TrimSpace(string(b)) != name {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join(filepath.Dir(c), "cmdline"))
+		if err != nil || !strings.Contains(string(cmdline), dir) {
 			continue
 		}
 		pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(c)))
@@ -159,16 +177,34 @@ func sumRSS(pids []int) float64 {
 	return s
 }
 
+// execRootTmpfs mounts a tmpfs on dir: both engines keep their state
+// (bundles, shims, runtime state) under an exec root on /run, a tmpfs on any
+// production host, while the benchmark's temporary roots are on the disk.
+func execRootTmpfs(b *testing.B, dir string) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		b.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "mode=0700"); err != nil {
+		b.Fatal(err)
+	}
+}
+
 func berthEngine(b *testing.B) engine {
-	s := stack.Start(b)
+	s := stack.StartWith(b, func(s *stack.Stack) { execRootTmpfs(b, s.ExecRoot) })
 	s.ImportBusybox()
 	return engine{name: "berth", host: s.Host, rss: func() (float64, float64, float64) {
-		shims := pidsNamed("berth-shim")
-		return medianRSS(shims), medianPSS(shims), sumRSS(append(pidsNamed("berth-supervisor"), pidsNamed("berth-apigw")...))
+		dir := filepath.Dir(s.Root)
+		shims := pidsNamed("berth-shim", dir)
+		return medianRSS(shims), medianPSS(shims), sumRSS(append(pidsNamed("berth-supervisor", dir), pidsNamed("berth-apigw", dir)...))
 	}}
 }
 
-// dockerEngine starts Debian's dockerd on a temporary root, if installed.
+// dockerEngine starts Debian's dockerd on a temporary root, if installed,
+// with its default bridge network on a bridge of its own (a test network
+// slot's, so that it meets no other engine's). It runs with --iptables=false:
+// Docker's rules live in global chains (DOCKER, DOCKER-USER…) that
+// another dockerd on the host would share; berth's bridge start installs
+// no per-container rule either when nothing is published.
 func dockerEngine(b *testing.B) (engine, bool) {
 	if _, err := exec.LookPath("dockerd"); err != nil {
 		return engine{}, false
@@ -178,9 +214,21 @@ func dockerEngine(b *testing.B) (engine, bool) {
 		b.Fatal(err)
 	}
 	host := "unix://" + filepath.Join(dir, "d.sock")
+	execRootTmpfs(b, filepath.Join(dir, "exec"))
 	log, _ := os.Create(filepath.Join(dir, "dockerd.log"))
+	slot, err := stack.TakeNetSlot()
+	if err != nil {
+		b.Fatal(err)
+	}
+	br := "bd" + strings.TrimPrefix(slot.Bridge, "bt")
+	for _, args := range [][]string{{"link", "add", br, "type", "bridge"}, {"addr", "add", slot.BIP, "dev", br}, {"link", "set", br, "up"}} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			b.Fatalf("ip %v: %v %s", args, err, out)
+		}
+	}
+	b.Cleanup(func() { exec.Command("ip", "link", "del", br).Run(); slot.Release() })
 	cmd := exec.Command("dockerd", "--data-root", filepath.Join(dir, "data"), "--exec-root", filepath.Join(dir, "exec"),
-		"-H", host, "--pidfile", filepath.Join(dir, "d.pid"), "--iptables=false", "--bridge=none", "--ip-masq=false")
+		"-H", host, "--pidfile", filepath.Join(dir, "d.pid"), "--iptables=false", "--bridge="+br, "--ip-masq=false", "--userland-proxy=false")
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
@@ -211,8 +259,8 @@ func dockerEngine(b *testing.B) (engine, bool) {
 		b.Fatalf("import into dockerd: %v %s", err, out)
 	}
 	return engine{name: "docker", host: host, rss: func() (float64, float64, float64) {
-		shims := pidsNamed("containerd-shim")
-		return medianRSS(shims), medianPSS(shims), sumRSS(append(pidsNamed("dockerd"), pidsNamed("containerd")...))
+		shims := pidsNamed("containerd-shim-runc-v2", dir)
+		return medianRSS(shims), medianPSS(shims), sumRSS(append(pidsNamed("dockerd", dir), pidsNamed("containerd", dir)...))
 	}}, true
 }
 
@@ -227,23 +275,23 @@ func BenchmarkEngines(b *testing.B) {
 		}
 	}
 	type row struct {
-		run, conc              time.Duration
+		run, none, conc        time.Duration
 		shim, shimPSS, daemons float64
 	}
 	rows := map[string]row{}
 	for _, e := range engines {
-		r, c, s, sp, d := measure(b, e)
-		rows[e.name] = row{r, c, s, sp, d}
+		r, n, c, s, sp, d := measure(b, e)
+		rows[e.name] = row{r, n, c, s, sp, d}
 	}
-	fmt.Printf("\n%-8s %22s %28s %14s %14s %22s\n", "engine", "run --rm true (median)", "20x run -d, all running", "shim RSS MiB", "shim PSS MiB", "daemons RSS MiB (20 up)")
+	fmt.Printf("\n%-8s %18s %18s %26s %13s %13s %22s\n", "engine", "run --rm (bridge)", "run --rm (none)", "20x run -d, all running", "shim RSS MiB", "shim PSS MiB", "daemons RSS MiB (20 up)")
 	for _, e := range engines {
 		r := rows[e.name]
-		fmt.Printf("%-8s %22s %28s %14.1f %14.1f %22.1f\n", e.name, r.run.Round(time.Millisecond), r.conc.Round(time.Millisecond), r.shim, r.shimPSS, r.daemons)
+		fmt.Printf("%-8s %18s %18s %26s %13.1f %13.1f %22.1f\n", e.name, r.run.Round(time.Millisecond), r.none.Round(time.Millisecond), r.conc.Round(time.Millisecond), r.shim, r.shimPSS, r.daemons)
 	}
 	if d, ok := rows["docker"]; ok {
 		br := rows["berth"]
-		fmt.Printf("ratios berth/docker: run %.2f  concurrent %.2f  shim RSS %.2f  shim PSS %.2f\n",
-			float64(br.run)/float64(d.run), float64(br.conc)/float64(d.conc), br.shim/d.shim, br.shimPSS/d.shimPSS)
+		fmt.Printf("ratios berth/docker: run (bridge) %.2f  run (none) %.2f  concurrent %.2f  shim RSS %.2f  shim PSS %.2f\n",
+			float64(br.run)/float64(d.run), float64(br.none)/float64(d.none), float64(br.conc)/float64(d.conc), br.shim/d.shim, br.shimPSS/d.shimPSS)
 	}
 	b.ReportMetric(float64(rows["berth"].run.Milliseconds()), "berth-run-ms")
 }

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"berth/services/supervisor/network"
 )
 
 // Services are the binaries a stack needs.
@@ -89,6 +91,9 @@ type Stack struct {
 	SupervisorMetrics string // host:port of the supervisor's /metrics
 	APIGWMetrics      string // host:port of apigw's /metrics
 
+	// Net is the stack's own bridge, subnets and iptables chains.
+	Net *NetSlot
+
 	t   testing.TB
 	sup *exec.Cmd
 	gw  *exec.Cmd
@@ -144,7 +149,10 @@ func StartWith(t testing.TB, prepare func(s *Stack)) *Stack {
 		NATSAddr: natsAddr, Node: "n" + strings.ReplaceAll(filepath.Base(base), ".", ""), t: t,
 	}
 	s.Host = "unix://" + filepath.Join(s.ExecRoot, "berth.sock")
-	t.Cleanup(func() { s.Stop(); os.RemoveAll(base) })
+	if s.Net, err = TakeNetSlot(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Stop(); s.CleanupNetwork(); s.Net.Release(); os.RemoveAll(base) })
 	if prepare != nil {
 		prepare(s)
 	}
@@ -167,7 +175,9 @@ func (s *Stack) StartSupervisor() {
 	s.SupervisorMetrics, _ = FreeAddr()
 	cmd := exec.Command(filepath.Join(s.Bin, "berth-supervisor"),
 		"--root", s.Root, "--exec-root", s.ExecRoot, "--node", s.Node,
-		"--nats-listen", s.NATSAddr, "--metrics-addr", s.SupervisorMetrics)
+		"--nats-listen", s.NATSAddr, "--metrics-addr", s.SupervisorMetrics,
+		"--bridge", s.Net.Bridge, "--bip", s.Net.BIP, "--default-address-pool", "base="+s.Net.Pool+",size=24",
+		"--iptables-chain-prefix", s.Net.ChainPrefix)
 	cmd.Stdout, cmd.Stderr = s.logFile("supervisor"), s.logFile("supervisor")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // a crashed test leaves no daemon
 	if err := cmd.Start(); err != nil {
@@ -372,6 +382,15 @@ func (s *Stack) Stop() {
 		}
 	}
 }
+
+// CleanupNetwork removes the stack's bridges, veths, namespaces and
+// iptables chains (after Stop: its containers are gone).
+func (s *Stack) CleanupNetwork() {
+	network.Cleanup(s.Root, s.ExecRoot, s.Net.ChainPrefix)
+	deleteLink(s.Net.Bridge)
+}
+
+func runQuiet(name string, args ...string) error { return exec.Command(name, args...).Run() }
 
 // Mounts lists the mount points under dir, deepest first.
 func Mounts(dir string) []string {

@@ -72,6 +72,9 @@ type Container struct {
 	// policy does not bring it back (kept across supervisor restarts, which
 	// matters for unless-stopped).
 	HasBeenManuallyStopped bool `json:"hasBeenManuallyStopped,omitempty"`
+	// NetworkSettings: the networks the container is configured on (kept
+	// while stopped) and, while it runs, its addresses and published ports.
+	NetworkSettings *container.NetworkSettings `json:"networkSettings,omitempty"`
 }
 
 // Image is the supervisor's record of an image.
@@ -104,4 +107,32 @@ type CommitRequest struct {
 	Changes   []string          `json:"changes,omitempty"`
 	Config    *container.Config `json:"config,omitempty"`
 	Pause     bool              `json:"pause,omitempty"`
+}
+
+// NetworkCreateRequest is POST /networks/create.
+type NetworkCreateRequest struct {
+	bus.Meta
+	network.CreateRequest
+}
+
+// NetworkRequest names one network (ID, name or ID prefix).
+type NetworkRequest struct {
+	bus.Meta
+	Network string `json:"network"`
+}
+
+// NetworkConnectRequest is POST /networks/{id}/connect and /disconnect.
+type NetworkConnectRequest struct {
+	bus.Meta
+	Network        string                    `json:"network"`
+	Container      string                    `json:"container"`
+	EndpointConfig *network.EndpointSettings `json:"endpointConfig,omitempty"`
+	Force          bool                      `json:"force,omitempty"` // disconnect
+}
+
+// NetworkPruneRequest is POST /networks/prune with its label and until
+// filters, already parsed.
+type NetworkPruneRequest struct {
+	bus.Meta
+	Filters map[string][]string `json:"filters,omitempty"`
 }

@@ -134,7 +134,7 @@ func NormalizeImageRef(ref string) string {
 
 // The filters GET /events understands.
 var acceptedEventFilters = map[string]bool{
-	"type": true, "container": true, "event": true, "label": true, "image": true,
+	"type": true, "container": true, "event": true, "label": true, "image": true, "network": true,
 }
 
 // ValidateEventFilters checks the keys of an events filter.
@@ -180,6 +180,14 @@ func MatchEvent(f filters.Args, m *events.Message) bool {
 			return false
 		}
 		if !matchImageFilter(f.Get("image"), img, attrs["name"], m.Type) {
+			return false
+		}
+	}
+	if f.Contains("network") {
+		if m.Type != events.NetworkEventType {
+			return false
+		}
+		if !f.FuzzyMatch("network", m.Actor.ID) && !f.ExactMatch("network", attrs["name"]) {
 			return false
 		}
 	}

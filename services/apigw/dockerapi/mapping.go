@@ -5,6 +5,7 @@ package dockerapi
 import (
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/storage"
+	"github.com/docker/go-connections/nat"
 	"github.com/docker/go-units"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 
@@ -61,7 +63,7 @@ func ContainerInspect(c *dockermsg.Container) container.InspectResponse {
 	}
 	netMode := string(hc.NetworkMode)
 	if netMode == "" {
-		netMode = "none"
+		netMode = "bridge"
 	}
 	return container.InspectResponse{
 		ContainerJSONBase: &container.ContainerJSONBase{
@@ -97,12 +99,53 @@ func ContainerInspect(c *dockermsg.Container) container.InspectResponse {
 				Data: map[string]string{},
 			},
 		},
-		Mounts: []container.MountPoint{},
-		Config: cfg,
-		NetworkSettings: &container.NetworkSettings{
-			Networks: map[string]*network.EndpointSettings{netMode: {}},
-		},
+		Mounts:          []container.MountPoint{},
+		Config:          cfg,
+		NetworkSettings: inspectNetworkSettings(c, netMode),
 	}
+}
+
+// inspectNetworkSettings is the record's NetworkSettings (an older record
+// without: its network mode's network, empty), with Docker's empty values.
+func inspectNetworkSettings(c *dockermsg.Container, netMode string) *container.NetworkSettings {
+	ns := &container.NetworkSettings{}
+	if c.NetworkSettings != nil {
+		*ns = *c.NetworkSettings
+	} else if !strings.HasPrefix(netMode, "container:") {
+		ns.Networks = map[string]*network.EndpointSettings{netMode: {}}
+	}
+	if ns.Networks == nil {
+		ns.Networks = map[string]*network.EndpointSettings{}
+	}
+	if ns.Ports == nil {
+		ns.Ports = nat.PortMap{}
+	}
+	return ns
+}
+
+// summaryPorts are `docker ps`'s ports: every published one, and the
+// exposed ones without a host port.
+func summaryPorts(c *dockermsg.Container) []container.Port {
+	out := []container.Port{}
+	if c.NetworkSettings == nil {
+		return out
+	}
+	for p, bs := range c.NetworkSettings.Ports {
+		if len(bs) == 0 {
+			out = append(out, container.Port{PrivatePort: uint16(p.Int()), Type: p.Proto()})
+		}
+		for _, b := range bs {
+			hp, _ := strconv.Atoi(b.HostPort)
+			out = append(out, container.Port{IP: b.HostIP, PrivatePort: uint16(p.Int()), PublicPort: uint16(hp), Type: p.Proto()})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].PrivatePort != out[j].PrivatePort {
+			return out[i].PrivatePort < out[j].PrivatePort
+		}
+		return out[i].PublicPort < out[j].PublicPort
+	})
+	return out
 }
 
 // StatusString is the human status of `docker ps` ("Up 3 seconds", "Exited (0) 2 minutes ago").
@@ -147,7 +190,7 @@ func ContainerSummary(c *dockermsg.Container, now time.Time) container.Summary {
 	if labels == nil {
 		labels = map[string]string{}
 	}
-	netMode := "none"
+	netMode := "bridge"
 	if c.HostConfig != nil && c.HostConfig.NetworkMode != "" {
 		netMode = string(c.HostConfig.NetworkMode)
 	}
@@ -158,13 +201,13 @@ func ContainerSummary(c *dockermsg.Container, now time.Time) container.Summary {
 		ImageID: c.Image,
 		Command: Command(c),
 		Created: c.Created.Unix(),
-		Ports:   []container.Port{},
+		Ports:   summaryPorts(c),
 		SizeRw:  c.SizeRw,
 		Labels:  labels,
 		State:   c.State.Status,
 		Status:  StatusString(c.State, now),
 		NetworkSettings: &container.NetworkSettingsSummary{
-			Networks: map[string]*network.EndpointSettings{netMode: {}},
+			Networks: inspectNetworkSettings(c, netMode).Networks,
 		},
 		Mounts: []container.MountPoint{},
 	}

@@ -155,6 +155,14 @@ func (s *Server) routes() http.Handler {
 	r.Get("/images/*", s.imageGet)
 	r.Post("/images/*", s.imagePost)
 	r.Delete("/images/*", s.imageRemove)
+
+	r.Get("/networks", s.networkList)
+	r.Post("/networks/create", s.networkCreate)
+	r.Post("/networks/prune", s.networkPrune)
+	r.Get("/networks/{id}", s.networkInspect)
+	r.Delete("/networks/{id}", s.networkRemove)
+	r.Post("/networks/{id}/connect", func(w http.ResponseWriter, r *http.Request) { s.networkConnect(w, r, bus.VerbNetworkConnect) })
+	r.Post("/networks/{id}/disconnect", func(w http.ResponseWriter, r *http.Request) { s.networkConnect(w, r, bus.VerbNetworkDisconnect) })
 	return r
 }
 

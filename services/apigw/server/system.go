@@ -119,7 +119,7 @@ func (s *Server) mapInfo(bi *bus.Info) system.Info {
 		DriverStatus:      [][2]string{},
 		Plugins: system.PluginsInfo{
 			Volume:  []string{"local"},
-			Network: []string{"host", "none"},
+			Network: []string{"bridge", "host", "null"},
 			Log:     []string{"json-file"},
 		},
 		MemoryLimit:        true,

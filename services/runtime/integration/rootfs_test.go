@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 func TestRootfsReadonlyMaskedDevices(t *testing.T) {
@@ -84,5 +85,48 @@ func TestNoPivot(t *testing.T) {
 	r := e.rt("run", "--no-pivot", "--bundle", b, "np")
 	if r.code != 0 || !strings.Contains(r.stdout, "busybox") || !strings.Contains(r.stdout, "bin") {
 		t.Fatal(r)
+	}
+}
+
+// TestMountPropagation: a mount made in the container under an rshared bind
+// of a shared host mount appears on the host; under an rslave bind it does
+// not. With rootfsPropagation "rshared" the rootfs' parent is made private
+// so that pivot_root still works.
+func TestMountPropagation(t *testing.T) {
+	e := newEnv(t)
+	host := t.TempDir()
+	if err := unix.Mount("tmpfs", host, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(host, unix.MNT_DETACH) })
+	if err := unix.Mount("", host, "", unix.MS_SHARED, ""); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		rootfsProp, bindProp, sub string
+		propagates                bool
+	}{
+		{"rshared", "rshared", "from-shared", true},
+		{"", "rslave", "from-slave", false},
+	} {
+		os.Mkdir(filepath.Join(host, tc.sub), 0o755)
+		r := e.run(e.bundle([]string{"sh", "-c", "mount -t tmpfs t /shared/" + tc.sub + " && echo mounted"}, func(s *specs.Spec) {
+			s.Linux.RootfsPropagation = tc.rootfsProp
+			s.Process.Capabilities.Bounding = append(s.Process.Capabilities.Bounding, "CAP_SYS_ADMIN")
+			s.Process.Capabilities.Effective = append(s.Process.Capabilities.Effective, "CAP_SYS_ADMIN")
+			s.Process.Capabilities.Permitted = append(s.Process.Capabilities.Permitted, "CAP_SYS_ADMIN")
+			s.Mounts = append(s.Mounts, specs.Mount{Destination: "/shared", Type: "bind", Source: host, Options: []string{"rbind", tc.bindProp}})
+		}))
+		if r.code != 0 || !strings.Contains(r.stdout, "mounted") {
+			t.Fatalf("rootfsPropagation %q, bind %s: %v", tc.rootfsProp, tc.bindProp, r)
+		}
+		mi, _ := os.ReadFile("/proc/self/mountinfo")
+		seen := strings.Contains(string(mi), " "+filepath.Join(host, tc.sub)+" ")
+		if seen {
+			unix.Unmount(filepath.Join(host, tc.sub), unix.MNT_DETACH)
+		}
+		if seen != tc.propagates {
+			t.Errorf("bind %s: the container's mount seen on the host: %v, want %v", tc.bindProp, seen, tc.propagates)
+		}
 	}
 }

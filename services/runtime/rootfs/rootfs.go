@@ -56,8 +56,13 @@ func Prepare(c *Config) error {
 	if err := unix.Mount("", "/", "", prop, ""); err != nil {
 		return fmt.Errorf("set / propagation: %w", err)
 	}
-	if err := parentPrivate(c.Rootfs); err != nil {
-		return err
+	// After a recursive slave or private propagation no mount is shared any
+	// more, and reading mountinfo (large on a host with many containers) to
+	// look for a shared parent would find nothing.
+	if prop&unix.MS_REC == 0 || prop&(unix.MS_SLAVE|unix.MS_PRIVATE) == 0 {
+		if err := parentPrivate(c.Rootfs); err != nil {
+			return err
+		}
 	}
 	if err := unix.Mount(c.Rootfs, c.Rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("bind rootfs: %w", err)

@@ -30,6 +30,7 @@ import (
 	"berth/services/supervisor/containers"
 	"berth/services/supervisor/metrics"
 	"berth/services/supervisor/natsd"
+	"berth/services/supervisor/network"
 	"berth/services/supervisor/server"
 )
 
@@ -55,6 +56,9 @@ type Config struct {
 	Runtime             string
 	LogLevel            string
 	Logger              *slog.Logger
+	// Network is the containers' networking (--bridge, --bip, …); Bridge
+	// "none" turns bridge networking off.
+	Network network.Config
 	// InsecureRegistries are reached over HTTP or unchecked HTTPS (host[:port]
 	// or CIDR), like dockerd's --insecure-registry; loopback always is.
 	InsecureRegistries []string
@@ -109,11 +113,32 @@ func ParseFlags(args []string) (Config, error) {
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.Var(listFlag{&c.InsecureRegistries}, "insecure-registry", "registry (host[:port] or CIDR) reached over HTTP or HTTPS without certificate checks; repeatable (loopback always is)")
 	fs.StringVar(&c.RegistryCertsDir, "registry-certs-dir", "/etc/berth/certs.d", "directory of <host[:port]>/*.crt: CA certificates trusted for that registry")
+	fs.StringVar(&c.Network.Bridge, "bridge", network.DefaultBridge, "the default bridge network's interface (\"none\": no bridge networking)")
+	fs.StringVar(&c.Network.BIP, "bip", network.DefaultBIP, "the default bridge's address and prefix length")
+	fs.StringVar(&c.Network.FixedCIDR, "fixed-cidr", "", "the part of the default bridge's subnet its containers' addresses come from")
+	pool := fs.String("default-address-pool", "base="+network.DefaultAddressPool+",size=24", "where user-defined networks' subnets come from")
+	fs.StringVar(&c.Network.ChainPrefix, "iptables-chain-prefix", network.DefaultChainPrefix, "prefix of berth's own iptables chains (one per supervisor of a host)")
+	fs.BoolVar(&c.Network.IPTables, "iptables", true, "manage iptables rules (published ports, masquerade, isolation)")
+	fs.BoolVar(&c.Network.IPMasq, "ip-masq", true, "masquerade the default bridge's outbound traffic")
+	fs.BoolVar(&c.Network.ICC, "icc", true, "let the default bridge's containers reach each other")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	for _, kv := range strings.Split(*pool, ",") {
+		k, v, _ := strings.Cut(kv, "=")
+		switch k {
+		case "base":
+			c.Network.AddressPool = v
+		case "size":
+			if _, err := fmt.Sscan(v, &c.Network.PoolSize); err != nil {
+				return c, fmt.Errorf("--default-address-pool: size %q", v)
+			}
+		default:
+			return c, fmt.Errorf("--default-address-pool %q: base=CIDR,size=N", *pool)
+		}
 	}
 	if *pwFile != "" {
 		b, err := os.ReadFile(*pwFile)
@@ -227,13 +252,23 @@ func Start(c Config) (_ *Supervisor, err error) {
 		return nil, fmt.Errorf("image store: %w", err)
 	}
 	var met *metrics.Metrics
+	var netw *network.Manager
+	if c.Network.Bridge != "" && c.Network.Bridge != "none" { // empty: an in-process Config without networking
+		nc := c.Network
+		nc.Root, nc.ExecRoot, nc.Logger, nc.Event = c.Root, c.ExecRoot, log, srv.PublishEvent
+		if netw, err = network.New(nc); err != nil {
+			return nil, fmt.Errorf("networking: %w", err)
+		}
+	}
+	srv.Networks = netw
 	s.Containers, err = containers.New(containers.Config{
 		Root: c.Root, ExecRoot: c.ExecRoot, Node: c.Node,
 		ShimBin: c.Shim, RuntimeBin: c.Runtime,
 		NATSURL: s.NATSURL, NATSUser: c.NATSUser, NATSPass: c.NATSPassword,
 		ShimCredentials: shimCreds,
 		Images:          s.Images, Conn: s.Conn, Logger: log,
-		Event: srv.PublishEvent,
+		Event:   srv.PublishEvent,
+		Network: netw,
 		OnRunning: func(d time.Duration) {
 			if met != nil {
 				met.CreateToRunning.Observe(d.Seconds())

@@ -106,8 +106,10 @@ func (m *Manager) mountRootfs(id string, layers []string, volatile bool) error {
 	return nil
 }
 
-// cleanupRun unmounts the rootfs and removes the bundle of id.
+// cleanupRun unmounts the rootfs, removes the bundle and takes the
+// network sandbox of id apart.
 func (m *Manager) cleanupRun(id string) {
+	m.teardownNetwork(id)
 	target := m.rootfs(id)
 	for i := 0; i < 5; i++ { // stacked mounts: until there is none
 		if err := unix.Unmount(target, unix.MNT_DETACH); err != nil {
@@ -257,7 +259,20 @@ func (m *Manager) launch(ctx context.Context, rec *dockermsg.Container) (int, er
 	if err != nil {
 		return 0, err
 	}
-	spec, err := specconv.Spec(specconv.Options{ID: id, Config: rec.Config, HostConfig: rec.HostConfig, Rootfs: m.rootfs(id), EtcFiles: etc})
+	netw, err := m.setupNetwork(rec)
+	if err != nil {
+		return 0, err
+	}
+	for dst, src := range netw.etc {
+		etc[dst] = src
+	}
+	cfg := rec.Config
+	if netw.hostname != "" {
+		cp := *cfg
+		cp.Hostname = netw.hostname
+		cfg = &cp
+	}
+	spec, err := specconv.Spec(specconv.Options{ID: id, Config: cfg, HostConfig: rec.HostConfig, Rootfs: m.rootfs(id), EtcFiles: etc, NetNSPath: netw.nsPath})
 	if err != nil {
 		return 0, err
 	}
@@ -306,7 +321,7 @@ func (m *Manager) launch(ctx context.Context, rec *dockermsg.Container) (int, er
 		// the shim creates, brings up lo and starts in one go: no launcher,
 		// no ShimStart round trip on the bus
 		StartOnCreate: true,
-		LoopbackUp:    rec.HostConfig == nil || !rec.HostConfig.NetworkMode.IsHost(),
+		LoopbackUp:    netw.loopbackUp,
 	}
 	scData, err := json.Marshal(sc)
 	if err != nil {
@@ -485,6 +500,7 @@ func (m *Manager) applyExit(c *ctr, rep bus.ExitReport) {
 	}
 	st := c.rec.State
 	c.rec.State = dockermsg.State{Status: "exited", ExitCode: rep.ExitCode, OOMKilled: rep.OOMKilled, Error: rep.Error, StartedAt: st.StartedAt, FinishedAt: at}
+	clearRuntimeNetwork(&c.rec)
 	oom := rep.OOMKilled && !c.oomSeen
 	c.oomSeen = c.oomSeen || rep.OOMKilled
 	ch := c.exited

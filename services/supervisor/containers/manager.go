@@ -28,6 +28,7 @@ import (
 	"berth/pkg/errdefs"
 	"berth/pkg/image"
 	"berth/pkg/specconv"
+	bnet "berth/services/supervisor/network"
 )
 
 // Config configures a Manager.
@@ -50,6 +51,9 @@ type Config struct {
 	Event           func(typ, action, id string, attrs map[string]string)
 	OnRunning       func(createToRunning time.Duration)
 	ShimTimeout     time.Duration // for shim requests; 0 means 10s
+	// Network sets up the containers' networks (bridge, user networks,
+	// published ports); nil leaves host, none and container: only.
+	Network *bnet.Manager
 }
 
 // Manager owns every container of the node.
@@ -205,6 +209,7 @@ func (m *Manager) restore() error {
 		}
 	}
 	m.sweepOrphans()
+	m.reconcileNetwork()
 	if len(adopt) > 0 {
 		go m.adoptAll(adopt)
 	}
@@ -403,6 +408,10 @@ func (m *Manager) Create(req *dockermsg.CreateRequest) (*dockermsg.CreateRespons
 	if err := validateHostConfig(hc); err != nil {
 		return nil, err
 	}
+	netSettings, warnings, err := m.configureNetworks(&cfg, hc, req.NetworkingConfig)
+	if err != nil {
+		return nil, err
+	}
 	id := NewID()
 	if cfg.Hostname == "" {
 		cfg.Hostname = shortID(id)
@@ -450,6 +459,8 @@ func (m *Manager) Create(req *dockermsg.CreateRequest) (*dockermsg.CreateRespons
 		HostnamePath:   filepath.Join(m.dir(id), "hostname"),
 		HostsPath:      filepath.Join(m.dir(id), "hosts"),
 		ResolvConfPath: filepath.Join(m.dir(id), "resolv.conf"),
+
+		NetworkSettings: netSettings,
 	}}
 	fail := func(err error) (*dockermsg.CreateResponse, error) {
 		m.mu.Lock()
@@ -476,7 +487,7 @@ func (m *Manager) Create(req *dockermsg.CreateRequest) (*dockermsg.CreateRespons
 	}
 	m.mu.Unlock()
 	m.event(c, "create")
-	return &dockermsg.CreateResponse{ID: id, Warnings: []string{}}, nil
+	return &dockermsg.CreateResponse{ID: id, Warnings: append([]string{}, warnings...)}, nil
 }
 
 // prepare makes, right after the create, what the first start needs in the
@@ -572,9 +583,6 @@ func validateHostConfig(hc *container.HostConfig) error {
 	}
 	if hc.ShmSize < 0 {
 		return errdefs.New(errdefs.InvalidParameter, "SHM size can not be less than 0")
-	}
-	if hc.NetworkMode != "" && !hc.NetworkMode.IsDefault() && !hc.NetworkMode.IsNone() && !hc.NetworkMode.IsHost() && !hc.NetworkMode.IsBridge() {
-		return errdefs.New(errdefs.InvalidParameter, "network mode %q is not supported (none, host, bridge, default)", hc.NetworkMode)
 	}
 	return nil
 }

@@ -23,6 +23,7 @@ import (
 	"berth/pkg/registry"
 	"berth/services/supervisor/containers"
 	"berth/services/supervisor/metrics"
+	"berth/services/supervisor/network"
 )
 
 // IdempotencyTTL is how long a command's answer is kept for retries with
@@ -40,6 +41,7 @@ type Server struct {
 	Metrics    *metrics.Metrics
 	Log        *slog.Logger
 	Info       func() bus.Info
+	Networks   *network.Manager // nil: no bridge networking
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -139,6 +141,7 @@ var stateChanging = map[string]bool{
 	"containers.restart": true, "containers.remove": true, "containers.rename": true, "containers.prune": true,
 	"images.tag": true, "images.remove": true, "images.import": true,
 	"images.load": true, "images.prune": true, "images.commit": true,
+	"networks.create": true, "networks.remove": true, "networks.connect": true, "networks.disconnect": true, "networks.prune": true,
 }
 
 func (s *Server) handleCommand(m *nats.Msg) {
@@ -199,6 +202,8 @@ func (s *Server) dispatch(area, verb string, m *nats.Msg) (any, error) {
 		return s.containerCommand(ctx, verb, m)
 	case bus.AreaImages:
 		return s.imageCommand(ctx, verb, m)
+	case bus.AreaNetworks:
+		return s.networkCommand(verb, m)
 	case bus.AreaSystem:
 		switch verb {
 		case bus.VerbPing:
