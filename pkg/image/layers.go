@@ -250,24 +250,27 @@ func (s *Store) ingestLayer(in layerInput) (*Layer, error) {
 	if gz != nil {
 		tarStream = io.TeeReader(tarStream, gz)
 	}
-	st, err := ExtractWith(tarStream, tmp, ExtractOptions{Whiteouts: in.whiteouts})
-	if err != nil {
+	// bad data: say so plainly when the blob does not match its digest
+	badData := func(err error) error {
 		if in.verify != nil {
-			// bad data: say so plainly when the blob does not match its digest
 			if _, derr := io.Copy(io.Discard, raw); derr == nil {
 				if verr := in.verify(); verr != nil {
-					return nil, verr
+					return verr
 				}
 			}
 		}
-		return nil, err
+		return err
+	}
+	st, err := ExtractWith(tarStream, tmp, ExtractOptions{Whiteouts: in.whiteouts})
+	if err != nil {
+		return nil, badData(err)
 	}
 	// the tar's end-of-archive blocks and anything after count in the digests
 	if _, err := io.Copy(io.Discard, tarStream); err != nil {
-		return nil, errdefs.New(errdefs.InvalidParameter, "layer: reading archive: %v", err)
+		return nil, badData(errdefs.New(errdefs.InvalidParameter, "layer: reading archive: %v", err))
 	}
 	if err := dec.Close(); err != nil {
-		return nil, errdefs.New(errdefs.InvalidParameter, "layer: %v", err)
+		return nil, badData(errdefs.New(errdefs.InvalidParameter, "layer: %v", err))
 	}
 	if _, err := io.Copy(io.Discard, raw); err != nil {
 		return nil, errdefs.New(errdefs.InvalidParameter, "layer: reading blob: %v", err)

@@ -29,7 +29,7 @@ func busyboxLayer(t *testing.T) []byte {
 
 // layeredImage is busybox plus two layers: files, then deletions (a
 // whiteout, an opaque directory), a hard link, a symlink, set-uid and
-// owned files and an xattr.
+// owned files and an xattr. The top layer is unique to each call.
 func layeredImage(t *testing.T, o regtest.BuildOptions) *regtest.Image {
 	l2 := regtest.Tar(t,
 		regtest.TarEntry{Name: "data/", Type: tar.TypeDir},
@@ -50,6 +50,8 @@ func layeredImage(t *testing.T, o regtest.BuildOptions) *regtest.Image {
 		regtest.TarEntry{Name: "srv/owned", Body: "x", Uid: 1000, Gid: 1000, Mode: 0o4755, Xattrs: map[string]string{"user.berth": "yes"}},
 		regtest.TarEntry{Name: "srv/hard", Type: tar.TypeLink, Link: "srv/owned"},
 		regtest.TarEntry{Name: "srv/soft", Type: tar.TypeSymlink, Link: "../etc/motd"},
+		// each test's image is its own: tests share a stack
+		regtest.TarEntry{Name: "srv/id", Body: uniq("image")},
 	)
 	if o.Config.Cmd == nil {
 		o.Config = ocispec.ImageConfig{Cmd: []string{"sh"}, Env: []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LAYERED=1"}}
