@@ -184,13 +184,18 @@ func (s *Stack) StartSupervisor() {
 		s.t.Fatal(err)
 	}
 	s.sup = cmd
-	s.waitFor("NATS", func() bool {
-		c, err := net.DialTimeout("tcp", s.NATSAddr, 100*time.Millisecond)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
+	// NATS comes up first; the metrics listener opens once the supervisor
+	// answers its commands (a test's first command must not meet "no
+	// responders")
+	for _, addr := range []string{s.NATSAddr, s.SupervisorMetrics} {
+		s.waitFor("the supervisor on "+addr, func() bool {
+			c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
+			if err == nil {
+				c.Close()
+			}
+			return err == nil
+		})
+	}
 }
 
 // StartAPIGW starts (or restarts) apigw and waits until the API answers.
