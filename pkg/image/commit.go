@@ -37,17 +37,9 @@ func (s *Store) Commit(upper string, parent string, o CommitOptions) (*dockermsg
 	if err := ApplyChanges(&o.Config, o.Changes); err != nil {
 		return nil, err
 	}
-	var tags []string
-	if o.Repo != "" {
-		ref := o.Repo
-		if o.Tag != "" {
-			ref += ":" + o.Tag
-		}
-		n, err := NormalizeRef(ref)
-		if err != nil {
-			return nil, err
-		}
-		tags = append(tags, n)
+	tags, err := repoTag(o.Repo, o.Tag)
+	if err != nil {
+		return nil, err
 	}
 	base, err := s.Get(parent)
 	if err != nil {

@@ -100,17 +100,10 @@ func (s *Store) Prune(filters map[string][]string) (*bus.ImagePruneResponse, err
 		if len(s.users(img.ID)) > 0 {
 			continue
 		}
-		var out []bus.ImageDeleted
-		for _, t := range tags {
-			if err := s.untagLocked(t); err != nil {
-				return resp, err
-			}
-			out = append(out, bus.ImageDeleted{Untagged: t})
+		out, err := s.untagAllLocked(img, tags)
+		if err == nil {
+			out, err = s.deleteLocked(img, out)
 		}
-		for _, d := range img.RepoDigests {
-			out = append(out, bus.ImageDeleted{Untagged: d})
-		}
-		out, err := s.deleteLocked(img, out)
 		resp.Deleted = append(resp.Deleted, out...)
 		if err != nil {
 			return resp, err

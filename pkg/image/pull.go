@@ -331,13 +331,23 @@ func (s *Store) fetchLayers(ctx context.Context, repo *registry.Repo, descs []oc
 	for i := MaxConcurrentDownloads; i < len(jobs); i++ {
 		p.status(ShortID(jobs[i].desc.Digest.String()), "Waiting")
 	}
+	fns := make([]func(context.Context) error, 0, len(jobs))
+	for _, j := range jobs {
+		fns = append(fns, func(ctx context.Context) error { return s.fetchLayer(ctx, repo, j.desc, j.diffID, p) })
+	}
+	return len(jobs), runLimited(ctx, MaxConcurrentDownloads, fns)
+}
+
+// runLimited runs fns, at most n at once; the first error cancels the
+// others and is returned.
+func runLimited(ctx context.Context, n int, fns []func(context.Context) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	sem := make(chan struct{}, MaxConcurrentDownloads)
+	sem := make(chan struct{}, n)
 	var wg sync.WaitGroup
 	var once sync.Once
 	var first error
-	for _, j := range jobs {
+	for _, fn := range fns {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -347,7 +357,7 @@ func (s *Store) fetchLayers(ctx context.Context, repo *registry.Repo, descs []oc
 				return
 			}
 			defer func() { <-sem }()
-			if err := s.fetchLayer(ctx, repo, j.desc, j.diffID, p); err != nil {
+			if err := fn(ctx); err != nil {
 				once.Do(func() { first = err; cancel() })
 			}
 		}()
@@ -356,7 +366,7 @@ func (s *Store) fetchLayers(ctx context.Context, repo *registry.Repo, descs []oc
 	if first == nil && ctx.Err() != nil {
 		first = ctx.Err()
 	}
-	return len(jobs), first
+	return first
 }
 
 // fetchLayer downloads one layer blob and unpacks it as it arrives,

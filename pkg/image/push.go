@@ -8,7 +8,6 @@ import (
 	"io"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/distribution/reference"
 	digest "github.com/opencontainers/go-digest"
@@ -115,12 +114,7 @@ func (s *Store) pushOne(ctx context.Context, repo *registry.Repo, tagged referen
 	for i := len(layers) - 1; i >= 0; i-- {
 		p.status(ShortID(layers[i].Blob.String()), "Preparing")
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	sem := make(chan struct{}, MaxConcurrentUploads)
-	var wg sync.WaitGroup
-	var once sync.Once
-	var first error
+	var fns []func(context.Context) error
 	done := map[digest.Digest]bool{}
 	for i := len(layers) - 1; i >= 0; i-- {
 		l := layers[i]
@@ -128,23 +122,10 @@ func (s *Store) pushOne(ctx context.Context, repo *registry.Repo, tagged referen
 			continue
 		}
 		done[l.Blob] = true
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				return
-			}
-			defer func() { <-sem }()
-			if err := s.pushBlob(ctx, repo, l.Blob, l.BlobSize, p, true); err != nil {
-				once.Do(func() { first = err; cancel() })
-			}
-		}()
+		fns = append(fns, func(ctx context.Context) error { return s.pushBlob(ctx, repo, l.Blob, l.BlobSize, p, true) })
 	}
-	wg.Wait()
-	if first != nil {
-		return first
+	if err := runLimited(ctx, MaxConcurrentUploads, fns); err != nil {
+		return err
 	}
 	cfgDigest := digest.Digest(img.ID)
 	if err := s.pushBlob(ctx, repo, cfgDigest, int64(len(cfgRaw)), nil, false); err != nil {

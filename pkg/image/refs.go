@@ -67,3 +67,20 @@ func NormalizeDigestRef(ref string) (string, error) {
 	}
 	return reference.FamiliarName(c) + "@" + c.Digest().String(), nil
 }
+
+// repoTag is the reference repo[:tag] names (none for an empty repo), as
+// docker import and docker commit take it.
+func repoTag(repo, tag string) ([]string, error) {
+	if repo == "" {
+		return nil, nil
+	}
+	ref := repo
+	if tag != "" {
+		ref += ":" + tag
+	}
+	n, err := NormalizeRef(ref)
+	if err != nil {
+		return nil, err
+	}
+	return []string{n}, nil
+}

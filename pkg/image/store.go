@@ -160,17 +160,9 @@ func (s *Store) Import(r io.Reader, o ImportOptions) (*dockermsg.Image, error) {
 	if err := ApplyChanges(&cfg, o.Changes); err != nil {
 		return nil, err
 	}
-	var tags []string
-	if o.Repo != "" {
-		ref := o.Repo
-		if o.Tag != "" {
-			ref += ":" + o.Tag
-		}
-		n, err := NormalizeRef(ref)
-		if err != nil {
-			return nil, err
-		}
-		tags = append(tags, n)
+	tags, err := repoTag(o.Repo, o.Tag)
+	if err != nil {
+		return nil, err
 	}
 	l, err := s.ingestLayer(layerInput{r: r, keepBlob: true, requireEntries: true})
 	if err != nil {
@@ -543,17 +535,28 @@ func (s *Store) Remove(ref string, force bool) ([]bus.ImageDeleted, error) {
 		if c := checkConflict(id, users, force, len(tags) > 1); c != nil {
 			return nil, c.error()
 		}
-		for _, t := range tags {
-			if err := s.untagLocked(t); err != nil {
-				return out, err
-			}
-			out = append(out, bus.ImageDeleted{Untagged: t})
-		}
-		for _, d := range img.RepoDigests {
-			out = append(out, bus.ImageDeleted{Untagged: d})
+		var err error
+		if out, err = s.untagAllLocked(img, tags); err != nil {
+			return out, err
 		}
 	}
 	return s.deleteLocked(img, out)
+}
+
+// untagAllLocked drops every tag of img (and lists its digests, which go
+// with the image).
+func (s *Store) untagAllLocked(img *dockermsg.Image, tags []string) ([]bus.ImageDeleted, error) {
+	var out []bus.ImageDeleted
+	for _, t := range tags {
+		if err := s.untagLocked(t); err != nil {
+			return out, err
+		}
+		out = append(out, bus.ImageDeleted{Untagged: t})
+	}
+	for _, d := range img.RepoDigests {
+		out = append(out, bus.ImageDeleted{Untagged: d})
+	}
+	return out, nil
 }
 
 // deleteLocked deletes image img (untagged already) and the layers and
