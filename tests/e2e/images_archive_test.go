@@ -142,4 +142,23 @@ func TestImagePruneAndDiskUsage(t *testing.T) {
 	// tagged images stay
 	s.MustDocker("image", "inspect", tag+":v1")
 	s.MustDocker("rmi", tag+":v1")
+
+	// --all removes unused tagged images too (only this test's, by label);
+	// one a container uses stays
+	label := uniq("prunetest")
+	for _, n := range []string{"unused", "used"} {
+		c := uniq(n)
+		s.MustDocker("run", "--name", c, "busybox", "true")
+		s.MustDocker("commit", "-c", "LABEL "+label+"=1", c, label+"/"+n+":v1")
+		s.MustDocker("rm", c)
+	}
+	user := uniq("user")
+	s.MustDocker("create", "--name", user, label+"/used:v1", "true")
+	out = s.MustDocker("image", "prune", "-a", "-f", "--filter", "label="+label)
+	if !strings.Contains(out, "untagged: "+label+"/unused:v1") || strings.Contains(out, label+"/used") {
+		t.Errorf("prune -a: %s", out)
+	}
+	s.MustDocker("image", "inspect", label+"/used:v1")
+	s.MustDocker("rm", user)
+	s.MustDocker("rmi", label+"/used:v1")
 }

@@ -3,6 +3,8 @@ package e2e
 import (
 	"archive/tar"
 	"bytes"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -100,6 +102,15 @@ func TestPullRunRemove(t *testing.T) {
 	lower := filepath.Join(s.Root, "images", "layers", img.DiffIDs[2].Encoded())
 	if fi, err := os.Lstat(filepath.Join(lower, "data", "gone")); err != nil || fi.Mode()&os.ModeCharDevice == 0 {
 		t.Errorf("whiteout on disk: %v %v", fi, err)
+	}
+	resp, err := http.Get("http://" + s.SupervisorMetrics + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(metrics), `berth_supervisor_image_transfers_total{kind="pull",outcome="ok"}`) {
+		t.Error("no pull in the supervisor's metrics")
 	}
 	// a second pull fetches nothing
 	before := proxy.TotalGets()

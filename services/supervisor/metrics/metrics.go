@@ -19,6 +19,10 @@ type Metrics struct {
 	Duration        *prometheus.HistogramVec
 	CreateToRunning prometheus.Histogram
 	BusErrors       prometheus.Counter
+	// ImageTransfers counts pulls and pushes by outcome; LayersFetched
+	// the layer blobs pulls downloaded (shared layers are not).
+	ImageTransfers *prometheus.CounterVec
+	LayersFetched  prometheus.Counter
 }
 
 type stateCollector struct {
@@ -54,7 +58,13 @@ func New(counts func() map[string]int, shims func() int) *Metrics {
 			Name: "berth_supervisor_bus_errors_total", Help: "Failed bus operations (publish, reply, JetStream).",
 		}),
 	}
-	m.Registry.MustRegister(m.Commands, m.Duration, m.CreateToRunning, m.BusErrors,
+	m.ImageTransfers = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "berth_supervisor_image_transfers_total", Help: "Image pulls and pushes, by kind and outcome.",
+	}, []string{"kind", "outcome"})
+	m.LayersFetched = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "berth_supervisor_image_layers_fetched_total", Help: "Layer blobs downloaded by pulls.",
+	})
+	m.Registry.MustRegister(m.Commands, m.Duration, m.CreateToRunning, m.BusErrors, m.ImageTransfers, m.LayersFetched,
 		&stateCollector{desc: prometheus.NewDesc("berth_supervisor_containers", "Containers by state.", []string{"state"}, nil), counts: counts},
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "berth_supervisor_shims_running", Help: "Running shims."}, func() float64 { return float64(shims()) }),
 		collectors.NewGoCollector(),

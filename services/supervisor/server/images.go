@@ -208,9 +208,13 @@ func (s *Server) pull(req *bus.ImagePullRequest) (any, error) {
 	return s.stream(req.Inbox, func(ctx context.Context, p image.Progress) error {
 		t0 := time.Now()
 		res, err := s.Images.Pull(ctx, s.Registry, image.PullOptions{Ref: req.Ref, Auth: auth, Platform: req.Platform, Progress: p})
+		s.countTransfer("pull", err)
 		if err != nil {
 			s.Log.Info("pull failed", "ref", req.Ref, "err", err)
 			return err
+		}
+		if s.Metrics != nil {
+			s.Metrics.LayersFetched.Add(float64(res.Fetched))
 		}
 		s.Log.Info("pulled", "ref", res.Ref, "id", res.Image.ID, "layersFetched", res.Fetched, "seconds", time.Since(t0).Seconds())
 		return nil
@@ -259,6 +263,7 @@ func (s *Server) push(req *bus.ImagePushRequest) (any, error) {
 	}
 	return s.stream(req.Inbox, func(ctx context.Context, p image.Progress) error {
 		err := s.Images.Push(ctx, s.Registry, image.PushOptions{Name: req.Name, Tag: req.Tag, Auth: auth, Progress: p})
+		s.countTransfer("push", err)
 		if err != nil {
 			s.Log.Info("push failed", "name", req.Name, "tag", req.Tag, "err", err)
 		}
@@ -393,4 +398,18 @@ func mergeConfig(cfg, over *ocispec.ImageConfig) {
 	if len(over.Volumes) > 0 {
 		cfg.Volumes = over.Volumes
 	}
+}
+
+func (s *Server) countTransfer(kind string, err error) {
+	if s.Metrics == nil {
+		return
+	}
+	outcome := "ok"
+	if err != nil {
+		outcome = string(errdefs.KindOf(err))
+		if outcome == "" {
+			outcome = "error"
+		}
+	}
+	s.Metrics.ImageTransfers.WithLabelValues(kind, outcome).Inc()
 }
