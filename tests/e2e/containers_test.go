@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -316,5 +318,39 @@ func TestEventsStream(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("no live create event")
+	}
+}
+
+// TestWorkdirCreated: a working directory the image lacks is created, as
+// Docker does, inside the container's root even through an absolute
+// symlink in it; a path that is a file is refused with Docker's message.
+func TestWorkdirCreated(t *testing.T) {
+	s := shared(t)
+	if out := s.MustDocker("run", "--rm", "-w", "/new/dir", "busybox", "pwd"); out != "/new/dir" {
+		t.Fatalf("pwd %q", out)
+	}
+	_, errOut, code := s.Docker("run", "--rm", "-w", "/bin/busybox", "busybox", "pwd")
+	if code != 125 || !strings.Contains(errOut, "Cannot mkdir: /bin/busybox is not a directory") {
+		t.Fatalf("workdir on a file: exit %d, %q", code, errOut)
+	}
+
+	host := t.TempDir()
+	id := s.MustDocker("create", "-w", "/esc/sub", "busybox", "true")
+	defer s.Docker("rm", "-f", id)
+	upper := filepath.Join(s.Root, "containers", id, "upper")
+	for i := 0; i < 100; i++ {
+		if _, err := os.Stat(upper); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := os.Symlink(host, filepath.Join(upper, "esc")); err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, code := s.Docker("start", "-a", id); code != 0 {
+		t.Fatalf("start: exit %d %q", code, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(host, "sub")); err == nil {
+		t.Fatal("the working directory was created outside the container, through a symlink")
 	}
 }

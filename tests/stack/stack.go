@@ -184,18 +184,15 @@ func (s *Stack) StartSupervisor() {
 		s.t.Fatal(err)
 	}
 	s.sup = cmd
-	// NATS comes up first; the metrics listener opens once the supervisor
-	// answers its commands (a test's first command must not meet "no
-	// responders")
-	for _, addr := range []string{s.NATSAddr, s.SupervisorMetrics} {
-		s.waitFor("the supervisor on "+addr, func() bool {
-			c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
-			if err == nil {
-				c.Close()
-			}
-			return err == nil
-		})
-	}
+	// The supervisor opens its metrics listener once it has restored its
+	// containers and answers on the bus (NATS itself is up earlier).
+	s.waitFor("the supervisor", func() bool {
+		c, err := net.DialTimeout("tcp", s.SupervisorMetrics, 100*time.Millisecond)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
 }
 
 // StartAPIGW starts (or restarts) apigw and waits until the API answers.

@@ -47,11 +47,16 @@ func TestReaper(t *testing.T) {
 	}
 
 	// An orphan inherited as subreaper, reaped before anyone waits for it.
+	// It exits only once its parent has (when the test closes the pipe on
+	// its fd 3): a shell may reap a background child that ends before it.
 	r, w, _ := os.Pipe()
-	cmd := exec.Command("sh", "-c", "sh -c 'exit 5' & echo $!")
+	hold, release, _ := os.Pipe()
+	cmd := exec.Command("sh", "-c", "sh -c 'read x <&3; exit 5' & echo $!")
 	cmd.Stdout = w
+	cmd.ExtraFiles = []*os.File{hold}
 	c, err = Run(cmd)
 	w.Close()
+	hold.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,6 +67,7 @@ func TestReaper(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	release.Close()
 	time.Sleep(50 * time.Millisecond)
 	if e := wait(t, Wait(pid)); e.Status != 5 || e.Pid != pid {
 		t.Fatalf("orphan: %+v", e)

@@ -254,6 +254,11 @@ func (m *Manager) launch(ctx context.Context, rec *dockermsg.Container) (int, er
 			}
 		}
 	}
+	if wd := rec.Config.WorkingDir; wd != "" && wd != "/" {
+		if err := makeWorkdir(m.rootfs(id), wd); err != nil {
+			return 0, err
+		}
+	}
 	m.log.Debug("start: rootfs mounted", "id", id)
 	etc, err := m.writeEtcFiles(rec)
 	if err != nil {
