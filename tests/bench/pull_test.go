@@ -15,7 +15,7 @@ import (
 	"berth/tests/stack"
 )
 
-const pullRuns = 5
+const pullRuns = 7
 
 // content is n bytes, about half of them compressible text, half noise,
 // as a real image's mix of text files and binaries.
