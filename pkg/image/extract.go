@@ -2,8 +2,6 @@ package image
 
 import (
 	"archive/tar"
-	"bufio"
-	"compress/bzip2"
 	"errors"
 	"fmt"
 	"io"
@@ -12,33 +10,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/klauspost/compress/gzip"
-	"github.com/klauspost/compress/zstd"
 	"golang.org/x/sys/unix"
 
 	"berth/pkg/errdefs"
 )
-
-// Decompress returns r uncompressed when it starts with a gzip, zstd or
-// bzip2 header (docker import accepts gzip and bzip2; registries serve gzip
-// and zstd layers).
-func Decompress(r io.Reader) (io.ReadCloser, error) {
-	br := bufio.NewReaderSize(r, 256*1024)
-	magic, _ := br.Peek(4)
-	switch {
-	case len(magic) >= 2 && magic[0] == 0x1f && magic[1] == 0x8b:
-		return gzip.NewReader(br)
-	case len(magic) >= 4 && magic[0] == 0x28 && magic[1] == 0xb5 && magic[2] == 0x2f && magic[3] == 0xfd:
-		d, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1))
-		if err != nil {
-			return nil, err
-		}
-		return d.IOReadCloser(), nil
-	case len(magic) >= 3 && string(magic[:3]) == "BZh":
-		return io.NopCloser(bzip2.NewReader(br)), nil
-	}
-	return io.NopCloser(br), nil
-}
 
 // ExtractStats describes an extracted layer.
 type ExtractStats struct {
