@@ -136,6 +136,7 @@ func APIGWPermissions() Permissions {
 			prefix + "." + AreaContainers + ".*.*",
 			prefix + "." + AreaImages + ".*.*",
 			prefix + "." + AreaSystem + ".*.*",
+			prefix + "." + AreaVolumes + ".*.*",
 			prefix + "." + AreaNetworks + ".*.*",
 			prefix + ".io.*.*.in",
 			prefix + ".shim.*.*." + ShimResize,

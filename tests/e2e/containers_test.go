@@ -124,8 +124,13 @@ func waitLog(t *testing.T, s interface {
 func TestLogsTailFollow(t *testing.T) {
 	s := shared(t)
 	name := uniq("logs")
-	s.MustDocker("run", "-d", "--name", name, "busybox", "sh", "-c", "for i in 1 2 3 4 5; do echo line$i; done; sleep 1; echo last")
+	s.MustDocker("run", "-d", "--name", name, "busybox", "sh", "-c", "for i in 1 2 3 4 5; do echo line$i; done; sleep 3; echo last")
 	defer s.Docker("rm", "-f", name)
+	// --tail counts the lines logged when the request comes: wait for the
+	// first five (a loaded machine may start the container late)
+	for i := 0; i < 100 && !strings.Contains(s.MustDocker("logs", name), "line5"); i++ {
+		time.Sleep(20 * time.Millisecond)
+	}
 	out := s.MustDocker("logs", "--follow", "--tail", "2", name)
 	if out != "line4\nline5\nlast" {
 		t.Fatalf("logs --follow --tail 2: %q", out)
@@ -165,6 +170,26 @@ func TestWaitConditions(t *testing.T) {
 	}
 	if st, _ := call(t, s, "POST", "/containers/"+name+"/wait?condition=bogus", ""); st != 400 {
 		t.Fatalf("bad condition: %d", st)
+	}
+	// next-exit on a created container: answers with the exit of the run
+	// that comes next
+	next := s.MustDocker("create", "busybox", "sh", "-c", "sleep 0.3; exit 7")
+	defer s.Docker("rm", "-f", next)
+	go func() { _, b := call(t, s, "POST", "/containers/"+next+"/wait?condition=next-exit", ""); done <- b }()
+	time.Sleep(200 * time.Millisecond)
+	select {
+	case b := <-done:
+		t.Fatalf("wait next-exit answered before the container ran: %s", b)
+	default:
+	}
+	s.MustDocker("start", next)
+	select {
+	case b := <-done:
+		if !strings.Contains(b, `"StatusCode":7`) {
+			t.Fatalf("wait next-exit: %s", b)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("wait?condition=next-exit did not return after the run")
 	}
 }
 
@@ -352,5 +377,38 @@ func TestWorkdirCreated(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(host, "sub")); err == nil {
 		t.Fatal("the working directory was created outside the container, through a symlink")
+	}
+}
+
+// TestEventsStopKillLabelFilter: docker stop emits kill (signal 15, then 9
+// at the timeout), die and stop, as Docker's does; a label filter keeps only the labelled
+// container's events.
+func TestEventsStopKillLabelFilter(t *testing.T) {
+	s := shared(t)
+	label := uniq("evl")
+	since := time.Now().Unix()
+	a := s.MustDocker("run", "-d", "--label", "evtest="+label, "busybox", "sleep", "300")
+	b := s.MustDocker("run", "-d", "busybox", "sleep", "300")
+	s.MustDocker("stop", "-t", "1", a)
+	s.MustDocker("kill", b)
+	s.MustDocker("rm", a, b)
+	until := time.Now().Unix() + 1
+	out := s.MustDocker("events", "--since", fmt.Sprint(since), "--until", fmt.Sprint(until),
+		"--filter", "label=evtest="+label, "--format", `{{.Actor.ID}} {{.Action}} {{index .Actor.Attributes "signal"}}`)
+	var got []string
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		if f[0] != a {
+			t.Errorf("label filter let through %q", line)
+			continue
+		}
+		got = append(got, strings.Join(f[1:], ":"))
+	}
+	// sleep as pid 1 ignores SIGTERM: SIGKILL after the timeout
+	if want := "create,start,kill:15,kill:9,die,stop,destroy"; strings.Join(got, ",") != want {
+		t.Errorf("events %q, want %q", strings.Join(got, ","), want)
 	}
 }

@@ -119,8 +119,11 @@ func TestImagePruneAndDiskUsage(t *testing.T) {
 			Size       int64
 		}
 	}
-	out := s.MustDocker("system", "df", "--format", "{{json .}}")
-	if !strings.Contains(out, `"Type":"Images"`) {
+	vol := uniq("dfvol")
+	s.MustDocker("volume", "create", vol)
+	defer s.Docker("volume", "rm", vol)
+	out := s.MustDocker("system", "df", "--format", "{{.Type}} {{.TotalCount}}")
+	if !strings.Contains(out, "Images ") || !strings.Contains(out, "Local Volumes ") || strings.Contains(out, "Local Volumes 0") {
 		t.Errorf("system df: %s", out)
 	}
 	code, body := call(t, s, "GET", "/system/df", "")

@@ -170,7 +170,7 @@ func (s *Server) imageCommit(w http.ResponseWriter, r *http.Request) {
 }
 
 // systemDF is GET /system/df (docker system df): images with their shared
-// sizes, containers; berth has no build cache.
+// sizes, containers, volumes; berth has no build cache.
 func (s *Server) systemDF(w http.ResponseWriter, r *http.Request) {
 	var ims []dockermsg.Image
 	if err := s.call(r, bus.AreaImages, bus.VerbImageList, struct{}{}, &ims); err != nil {
@@ -193,6 +193,18 @@ func (s *Server) systemDF(w http.ResponseWriter, r *http.Request) {
 		sum := dockerapi.ImageSummary(&ims[i])
 		sum.SharedSize = usage.Shared[ims[i].ID]
 		du.Images = append(du.Images, &sum)
+	}
+	var vols []volume.Volume
+	if err := s.call(r, bus.AreaVolumes, bus.VerbVolumeList, dockermsg.VolumeListRequest{}, &vols); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	for i := range vols {
+		if vols[i].UsageData == nil {
+			// the CLI reads it for every volume: -1 is "not computed"
+			vols[i].UsageData = &volume.UsageData{Size: -1, RefCount: -1}
+		}
+		du.Volumes = append(du.Volumes, &vols[i])
 	}
 	dockerapi.SortContainers(records)
 	now := time.Now()
