@@ -158,6 +158,96 @@ type ImageImportResponse struct {
 	ID string `json:"id"`
 }
 
+// ImagePullRequest is POST /images/create?fromImage=. The supervisor answers
+// at once (or with an error) and streams ProgressChunks to Inbox; apigw
+// publishes to Inbox+".cancel" when its client goes away.
+type ImagePullRequest struct {
+	Meta
+	Ref      string `json:"ref"`                // name[:tag] or name@digest
+	Platform string `json:"platform,omitempty"` // os/arch[/variant]
+	Auth     string `json:"auth,omitempty"`     // X-Registry-Auth as the client sent it
+	Inbox    string `json:"inbox"`
+}
+
+// ImagePushRequest is POST /images/{name}/push, streamed like a pull.
+type ImagePushRequest struct {
+	Meta
+	Name  string `json:"name"`
+	Tag   string `json:"tag,omitempty"`
+	Auth  string `json:"auth,omitempty"`
+	Inbox string `json:"inbox"`
+}
+
+// ProgressChunk carries lines of Docker's JSON progress stream (one JSON
+// object each) of a pull or push; the last has Done, and Error if it failed.
+type ProgressChunk struct {
+	Lines []json.RawMessage `json:"lines,omitempty"`
+	Done  bool              `json:"done,omitempty"`
+	Error *ReplyError       `json:"error,omitempty"`
+}
+
+// ImageLoadRequest is POST /images/load: the tarball is the object Object
+// in UploadsBucket, which the supervisor deletes when done.
+type ImageLoadRequest struct {
+	Meta
+	Object string `json:"object"`
+}
+
+// ImageLoadResponse answers ImageLoadRequest: what docker load prints.
+type ImageLoadResponse struct {
+	Lines []string `json:"lines"` // "Loaded image: busybox:latest", "Loaded image ID: sha256:…"
+}
+
+// ImageSaveRequest is GET /images/get and /images/{name}/get.
+type ImageSaveRequest struct {
+	Names []string `json:"names"`
+}
+
+// ImageSaveResponse names the tarball the supervisor left in UploadsBucket;
+// apigw streams it to the client and deletes it.
+type ImageSaveResponse struct {
+	Object string `json:"object"`
+}
+
+// ImageHistoryItem is one line of GET /images/{name}/history.
+type ImageHistoryItem struct {
+	ID        string   `json:"id"`
+	Created   int64    `json:"created"`
+	CreatedBy string   `json:"createdBy"`
+	Tags      []string `json:"tags"`
+	Size      int64    `json:"size"`
+	Comment   string   `json:"comment"`
+}
+
+// ImagePruneRequest is POST /images/prune with its parsed filters
+// (dangling, label, until).
+type ImagePruneRequest struct {
+	Meta
+	Filters map[string][]string `json:"filters,omitempty"`
+}
+
+// ImagePruneResponse answers ImagePruneRequest.
+type ImagePruneResponse struct {
+	Deleted        []ImageDeleted `json:"deleted"`
+	SpaceReclaimed uint64         `json:"spaceReclaimed"`
+}
+
+// ImageLoginRequest is POST /auth: the credentials to check.
+type ImageLoginRequest struct {
+	Username      string `json:"username,omitempty"`
+	Password      string `json:"password,omitempty"`
+	ServerAddress string `json:"serveraddress,omitempty"`
+	IdentityToken string `json:"identitytoken,omitempty"`
+	RegistryToken string `json:"registrytoken,omitempty"`
+}
+
+// ImageUsage answers VerbImageUsage (docker system df): the unique size of
+// every layer and, by image ID, the bytes it shares with other images.
+type ImageUsage struct {
+	LayersSize int64            `json:"layersSize"`
+	Shared     map[string]int64 `json:"shared"`
+}
+
 // Info is the supervisor's part of GET /info.
 type Info struct {
 	ID                string `json:"id"`

@@ -78,6 +78,15 @@ const (
 	VerbImageTag     = "tag"
 	VerbImageRemove  = "remove"
 	VerbImageImport  = "import"
+	VerbImagePull    = "pull"    // streams ProgressChunks to the request's inbox
+	VerbImagePush    = "push"    // streams ProgressChunks to the request's inbox
+	VerbImageLoad    = "load"    // docker load: the tarball is an upload object
+	VerbImageSave    = "save"    // docker save: answers with an upload object
+	VerbImageHistory = "history" //
+	VerbImagePrune   = "prune"   //
+	VerbImageCommit  = "commit"  // docker commit: a container's upper layer as a new image
+	VerbImageLogin   = "login"   // docker login: check credentials with a registry
+	VerbImageUsage   = "usage"   // docker system df: layer sizes and sharing
 )
 
 // Verbs of the volume commands (apigw → supervisor).

@@ -20,6 +20,7 @@ const (
 	Unavailable      Kind = "unavailable"       // 503: bus or service away
 	Forbidden        Kind = "forbidden"         // 403
 	NotImplemented   Kind = "not_implemented"   // 501
+	Unauthorized     Kind = "unauthorized"      // 401: registry credentials refused (docker login)
 )
 
 // Error is an error with a Kind. Its message is shown to users as is.
@@ -74,6 +75,8 @@ func HTTPStatus(k Kind) int {
 		return 403 // http.StatusForbidden
 	case NotImplemented:
 		return 501 // http.StatusNotImplemented
+	case Unauthorized:
+		return 401 // http.StatusUnauthorized
 	}
 	return 500 // http.StatusInternalServerError
 }

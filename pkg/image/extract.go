@@ -2,14 +2,11 @@ package image
 
 import (
 	"archive/tar"
-	"bufio"
-	"compress/bzip2"
-	"compress/gzip"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
+	"path"
 	"strings"
 	"time"
 
@@ -18,32 +15,26 @@ import (
 	"berth/pkg/errdefs"
 )
 
-// Decompress returns r uncompressed when it starts with a gzip or bzip2
-// header, as `docker import` accepts both.
-func Decompress(r io.Reader) (io.Reader, error) {
-	br := bufio.NewReaderSize(r, 64*1024)
-	magic, _ := br.Peek(3)
-	switch {
-	case len(magic) >= 2 && magic[0] == 0x1f && magic[1] == 0x8b:
-		return gzip.NewReader(br)
-	case len(magic) >= 3 && string(magic) == "BZh":
-		return bzip2.NewReader(br), nil
-	}
-	return br, nil
-}
-
 // ExtractStats describes an extracted layer.
 type ExtractStats struct {
 	Size    int64 // bytes of regular files
 	Entries int
 }
 
+// ExtractOptions tune Extract.
+type ExtractOptions struct {
+	// Whiteouts turns OCI whiteouts (.wh.NAME, .wh..wh..opq) into overlayfs
+	// ones (a 0/0 character device, the trusted.overlay.opaque xattr); off,
+	// they are dropped (a single imported layer has nothing below it).
+	Whiteouts bool
+}
+
 func hostile(format string, args ...any) error {
 	return errdefs.New(errdefs.InvalidParameter, "refusing hostile archive entry: "+format, args...)
 }
 
-// cleanEntry validates a tar entry name and returns it relative to the root.
-// Absolute names and names with ".." components are refused.
+// cleanEntry validates a tar entry name and returns it relative to the root
+// ("" for the root itself). Absolute names and ".." components are refused.
 func cleanEntry(name string) (string, error) {
 	if name == "" {
 		return "", hostile("empty name")
@@ -56,55 +47,52 @@ func cleanEntry(name string) (string, error) {
 			return "", hostile("%q: path contains ..", name)
 		}
 	}
-	rel := filepath.Clean(name)
+	rel := path.Clean(name)
 	if rel == "." {
 		return "", nil
 	}
 	return rel, nil
 }
 
-// checkParents makes sure no existing component of rel's parent inside root
-// is a symlink (writing through one could escape root) and creates missing
-// parent directories.
-func checkParents(root, rel string) error {
-	dir := filepath.Dir(rel)
-	if dir == "." {
-		return nil
-	}
-	cur := root
-	for _, part := range strings.Split(dir, string(filepath.Separator)) {
-		cur = filepath.Join(cur, part)
-		fi, err := os.Lstat(cur)
-		switch {
-		case errors.Is(err, os.ErrNotExist):
-			if err := os.Mkdir(cur, 0o755); err != nil {
-				return err
-			}
-		case err != nil:
-			return err
-		case fi.Mode()&os.ModeSymlink != 0:
-			return hostile("%q: parent %q is a symbolic link", rel, strings.TrimPrefix(cur, root+"/"))
-		case !fi.IsDir():
-			return hostile("%q: parent is not a directory", rel)
-		}
-	}
-	return nil
+// Extract unpacks the tar stream r into dir, which must exist.
+func Extract(r io.Reader, dir string) (ExtractStats, error) {
+	return ExtractWith(r, dir, ExtractOptions{})
 }
 
-// Extract unpacks the tar stream r into dir, which must exist. Nothing is
-// ever written outside dir: entries with absolute names or "..", hard links
-// pointing outside, and entries under a symbolic link are refused.
-func Extract(r io.Reader, dir string) (ExtractStats, error) {
-	var st ExtractStats
-	root, err := filepath.Abs(dir)
+// beneath resolves a path strictly inside the root: no symbolic link (not
+// even one pointing inside), no "..", no other mount. The kernel enforces it
+// (openat2), so nothing an entry does can make a later one land outside.
+const beneath = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_XDEV
+
+// extractor unpacks one layer. Every file operation is relative to a
+// directory descriptor resolved with openat2 under the layer's root, and
+// never follows a symbolic link, so a hostile archive (entries under a
+// symlinked directory, links pointing outside, names with "..") cannot write
+// a byte outside the layer.
+type extractor struct {
+	root    int
+	opts    ExtractOptions
+	isRoot  bool
+	st      ExtractStats
+	buf     []byte
+	dirRel  string // the cached parent directory
+	dirFd   int
+	dirTime []dirTime
+}
+
+type dirTime struct {
+	rel string
+	t   time.Time
+}
+
+// ExtractWith unpacks the tar stream r into dir (which must exist) with opts.
+func ExtractWith(r io.Reader, dir string, opts ExtractOptions) (ExtractStats, error) {
+	root, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return st, err
+		return ExtractStats{}, fmt.Errorf("opening layer directory: %w", err)
 	}
-	type dirTime struct {
-		path string
-		t    time.Time
-	}
-	var dirTimes []dirTime
+	x := &extractor{root: root, opts: opts, isRoot: os.Geteuid() == 0, buf: make([]byte, 1<<20), dirFd: -1}
+	defer x.close()
 	tr := tar.NewReader(r)
 	for {
 		hdr, err := tr.Next()
@@ -112,141 +100,397 @@ func Extract(r io.Reader, dir string) (ExtractStats, error) {
 			break
 		}
 		if err != nil {
-			return st, errdefs.New(errdefs.InvalidParameter, "invalid tar archive: %v", err)
+			return x.st, errdefs.New(errdefs.InvalidParameter, "invalid tar archive: %v", err)
 		}
-		st.Entries++
-		rel, err := cleanEntry(hdr.Name)
+		x.st.Entries++
+		if err := x.entry(hdr, tr); err != nil {
+			return x.st, err
+		}
+	}
+	for i := len(x.dirTime) - 1; i >= 0; i-- {
+		d := x.dirTime[i]
+		dirRel, base := path.Split(d.rel)
+		if fd, err := x.open(strings.TrimSuffix(dirRel, "/")); err == nil {
+			setTimes(fd, base, d.t)
+			if fd != x.root {
+				unix.Close(fd)
+			}
+		}
+	}
+	return x.st, nil
+}
+
+func (x *extractor) close() {
+	x.forget()
+	unix.Close(x.root)
+}
+
+// forget drops the cached parent descriptor (after a removal it may name a
+// deleted directory).
+func (x *extractor) forget() {
+	if x.dirFd >= 0 {
+		unix.Close(x.dirFd)
+	}
+	x.dirFd, x.dirRel = -1, ""
+}
+
+// open resolves directory rel ("" is the root) beneath the root.
+func (x *extractor) open(rel string) (int, error) {
+	if rel == "" || rel == "." {
+		return x.root, nil
+	}
+	return unix.Openat2(x.root, rel, &unix.OpenHow{Flags: unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC, Resolve: beneath})
+}
+
+// parent returns a descriptor of directory rel, creating missing
+// components; the caller must not close it.
+func (x *extractor) parent(rel string) (int, error) {
+	if rel == "" || rel == "." {
+		return x.root, nil
+	}
+	if x.dirFd >= 0 && x.dirRel == rel {
+		return x.dirFd, nil
+	}
+	x.forget()
+	fd, err := x.open(rel)
+	if errors.Is(err, unix.ENOENT) {
+		fd, err = x.mkdirAll(rel)
+	}
+	if err != nil {
+		return -1, x.resolveErr(rel, err)
+	}
+	x.dirFd, x.dirRel = fd, rel
+	return fd, nil
+}
+
+func (x *extractor) resolveErr(rel string, err error) error {
+	switch {
+	case errors.Is(err, unix.ELOOP), errors.Is(err, unix.EXDEV):
+		return hostile("%q: a parent directory is a symbolic link", rel)
+	case errors.Is(err, unix.ENOTDIR):
+		return hostile("%q: a parent is not a directory", rel)
+	}
+	return fmt.Errorf("resolving %s in the layer: %w", rel, err)
+}
+
+func (x *extractor) mkdirAll(rel string) (int, error) {
+	parts := strings.Split(rel, "/")
+	cur := x.root
+	for i, p := range parts {
+		next, err := unix.Openat2(x.root, strings.Join(parts[:i+1], "/"), &unix.OpenHow{Flags: unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC, Resolve: beneath})
+		if errors.Is(err, unix.ENOENT) {
+			if err := unix.Mkdirat(cur, p, 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
+				return -1, err
+			}
+			next, err = unix.Openat2(cur, p, &unix.OpenHow{Flags: unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC, Resolve: beneath})
+		}
+		if cur != x.root {
+			unix.Close(cur)
+		}
 		if err != nil {
-			return st, err
+			return -1, err
 		}
-		base := filepath.Base(rel)
-		if strings.HasPrefix(base, ".wh.") {
-			continue // whiteouts mean nothing in a single imported layer
+		cur = next
+	}
+	return cur, nil
+}
+
+// replace removes what holds name in dir so that an entry can take it,
+// and returns dir (resolved again when a directory tree went).
+func (x *extractor) replace(dirRel, name string) (int, error) {
+	x.forget()
+	dir, err := x.parent(dirRel)
+	if err != nil {
+		return -1, err
+	}
+	return dir, x.remove(dir, name)
+}
+
+// remove deletes name in dir (a whole tree if a directory) without following links.
+func (x *extractor) remove(dir int, name string) error {
+	var st unix.Stat_t
+	if err := unix.Fstatat(dir, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return nil
 		}
-		if rel == "" {
-			if hdr.Typeflag == tar.TypeDir {
-				_ = os.Chmod(root, fileMode(hdr))
-			}
-			continue
+		return err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return unix.Unlinkat(dir, name, 0)
+	}
+	// os.RemoveAll works with *at calls and O_NOFOLLOW below the start;
+	// the /proc/self/fd link pins the already resolved parent.
+	err := os.RemoveAll(fmt.Sprintf("/proc/self/fd/%d/%s", dir, name))
+	return err
+}
+
+func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
+	rel, err := cleanEntry(hdr.Name)
+	if err != nil {
+		return err
+	}
+	if rel == "" {
+		if hdr.Typeflag == tar.TypeDir {
+			x.meta(x.root, ".", hdr, true, false)
 		}
-		if err := checkParents(root, rel); err != nil {
-			return st, err
+		return nil
+	}
+	dirRel, base := path.Split(rel)
+	dirRel = strings.TrimSuffix(dirRel, "/")
+	if strings.HasPrefix(base, ".wh.") {
+		if !x.opts.Whiteouts {
+			return nil
 		}
-		target := filepath.Join(root, rel)
-		fi, lerr := os.Lstat(target)
-		exists := lerr == nil
-		if exists && !(fi.IsDir() && hdr.Typeflag == tar.TypeDir) {
-			if err := os.RemoveAll(target); err != nil {
-				return st, err
-			}
+		dir, err := x.parent(dirRel)
+		if err != nil {
+			return err
 		}
+		return x.whiteout(dir, dirRel, strings.TrimPrefix(base, ".wh."))
+	}
+	dir, err := x.parent(dirRel)
+	if err != nil {
+		return err
+	}
+	mode := uint32(hdr.Mode & 0o7777)
+	// Create first; only when the name is taken (rare: a layer normally
+	// names each path once) look at what is there and replace it.
+	create := func() error {
 		switch hdr.Typeflag {
 		case tar.TypeDir:
-			if !exists || !fi.IsDir() {
-				if err := os.Mkdir(target, 0o755); err != nil {
-					return st, err
-				}
-			}
+			return unix.Mkdirat(dir, base, mode&0o777)
 		case tar.TypeReg, tar.TypeGNUSparse: // the reader turns the old TypeRegA into TypeReg
-			f, err := os.OpenFile(target, os.O_CREATE|os.O_EXCL|os.O_WRONLY|unix.O_NOFOLLOW, 0o600)
+			fd, err := unix.Openat(dir, base, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, mode&0o777)
 			if err != nil {
-				return st, err
+				return err
 			}
-			n, err := io.Copy(f, tr)
+			f := os.NewFile(uintptr(fd), rel)
+			n, err := io.CopyBuffer(onlyWriter{f}, r, x.buf)
 			if cerr := f.Close(); err == nil {
 				err = cerr
 			}
 			if err != nil {
-				return st, err
+				return fmt.Errorf("writing %s: %w", rel, err)
 			}
-			st.Size += n
-		case tar.TypeSymlink:
-			if err := os.Symlink(hdr.Linkname, target); err != nil {
-				return st, err
-			}
-		case tar.TypeLink:
-			lrel, err := cleanEntry(hdr.Linkname)
-			if err != nil || lrel == "" {
-				return st, hostile("hard link %q -> %q escapes the layer", hdr.Name, hdr.Linkname)
-			}
-			if err := checkParents(root, lrel); err != nil {
-				return st, err
-			}
-			src := filepath.Join(root, lrel)
-			sfi, err := os.Lstat(src)
-			if err != nil {
-				return st, hostile("hard link %q -> %q: target missing", hdr.Name, hdr.Linkname)
-			}
-			if sfi.IsDir() {
-				return st, hostile("hard link %q -> %q: target is a directory", hdr.Name, hdr.Linkname)
-			}
-			if err := os.Link(src, target); err != nil {
-				return st, err
-			}
-			continue // the link shares the target's metadata
-		case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
-			mode := uint32(hdr.Mode & 0o7777)
-			switch hdr.Typeflag {
-			case tar.TypeChar:
-				mode |= unix.S_IFCHR
-			case tar.TypeBlock:
-				mode |= unix.S_IFBLK
-			default:
-				mode |= unix.S_IFIFO
-			}
-			if err := unix.Mknod(target, mode, int(unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor)))); err != nil {
-				return st, fmt.Errorf("mknod %s: %w", rel, err)
-			}
-		case tar.TypeXGlobalHeader:
-			continue
+			x.st.Size += n
+			return nil
+		}
+		return nil
+	}
+	var err2 error
+	existed := false
+	if hdr.Typeflag == tar.TypeDir || hdr.Typeflag == tar.TypeReg || hdr.Typeflag == tar.TypeGNUSparse {
+		err2 = create()
+	}
+	if errors.Is(err2, unix.EEXIST) {
+		var st unix.Stat_t
+		if err := unix.Fstatat(dir, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return fmt.Errorf("replacing %s: %w", rel, err)
+		}
+		isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
+		switch {
+		case isDir && hdr.Typeflag == tar.TypeDir:
+			err2, existed = nil, true // a directory named twice: its metadata is updated
 		default:
-			continue // unsupported entry kinds are skipped, like Docker does
-		}
-		if os.Geteuid() == 0 {
-			if err := os.Lchown(target, hdr.Uid, hdr.Gid); err != nil {
-				return st, err
+			if isDir {
+				// the cached descriptor may be inside the tree going away
+				x.forget()
+				if dir, err = x.parent(dirRel); err != nil {
+					return err
+				}
 			}
-		}
-		for k, v := range hdr.PAXRecords {
-			if name, ok := strings.CutPrefix(k, "SCHILY.xattr."); ok {
-				_ = unix.Lsetxattr(target, name, []byte(v), 0)
+			if err := x.remove(dir, base); err != nil {
+				return fmt.Errorf("replacing %s: %w", rel, err)
 			}
-		}
-		if hdr.Typeflag != tar.TypeSymlink {
-			if err := os.Chmod(target, fileMode(hdr)); err != nil {
-				return st, err
-			}
-		}
-		if hdr.Typeflag == tar.TypeDir {
-			dirTimes = append(dirTimes, dirTime{target, hdr.ModTime})
-		} else {
-			setTimes(target, hdr.ModTime)
+			err2 = create()
 		}
 	}
-	for i := len(dirTimes) - 1; i >= 0; i-- {
-		setTimes(dirTimes[i].path, dirTimes[i].t)
+	if err2 != nil {
+		return fmt.Errorf("creating %s: %w", rel, err2)
 	}
-	return st, nil
+	switch hdr.Typeflag {
+	case tar.TypeDir:
+		x.meta(dir, base, hdr, false, !existed)
+		x.dirTime = append(x.dirTime, dirTime{rel, hdr.ModTime})
+		return nil
+	case tar.TypeReg, tar.TypeGNUSparse:
+	case tar.TypeSymlink:
+		err := unix.Symlinkat(hdr.Linkname, dir, base)
+		if errors.Is(err, unix.EEXIST) {
+			if dir, err = x.replace(dirRel, base); err == nil {
+				err = unix.Symlinkat(hdr.Linkname, dir, base)
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("symlink %s: %w", rel, err)
+		}
+	case tar.TypeLink:
+		lrel, err := cleanEntry(hdr.Linkname)
+		if err != nil || lrel == "" {
+			return hostile("hard link %q -> %q escapes the layer", hdr.Name, hdr.Linkname)
+		}
+		ldir, lbase := path.Split(lrel)
+		src, err := x.open(strings.TrimSuffix(ldir, "/"))
+		if err != nil {
+			if errors.Is(err, unix.ENOENT) {
+				return hostile("hard link %q -> %q: target missing", hdr.Name, hdr.Linkname)
+			}
+			return x.resolveErr(lrel, err)
+		}
+		err = unix.Linkat(src, lbase, dir, base, 0) // never follows a symlink
+		if errors.Is(err, unix.EEXIST) {
+			if dir, err = x.replace(dirRel, base); err == nil {
+				err = unix.Linkat(src, lbase, dir, base, 0)
+			}
+		}
+		if src != x.root {
+			unix.Close(src)
+		}
+		switch {
+		case errors.Is(err, unix.ENOENT):
+			return hostile("hard link %q -> %q: target missing", hdr.Name, hdr.Linkname)
+		case errors.Is(err, unix.EPERM):
+			return hostile("hard link %q -> %q: target is a directory", hdr.Name, hdr.Linkname)
+		case err != nil:
+			return fmt.Errorf("hard link %s: %w", rel, err)
+		}
+		return nil // a hard link shares its target's metadata
+	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+		switch hdr.Typeflag {
+		case tar.TypeChar:
+			mode |= unix.S_IFCHR
+		case tar.TypeBlock:
+			mode |= unix.S_IFBLK
+		default:
+			mode |= unix.S_IFIFO
+		}
+		if !x.isRoot && hdr.Typeflag != tar.TypeFifo {
+			return nil // like Docker without privileges: device nodes are skipped
+		}
+		dev := int(unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor)))
+		err := unix.Mknodat(dir, base, mode, dev)
+		if errors.Is(err, unix.EEXIST) {
+			if dir, err = x.replace(dirRel, base); err == nil {
+				err = unix.Mknodat(dir, base, mode, dev)
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("mknod %s: %w", rel, err)
+		}
+	default:
+		return nil // pax global headers and unsupported kinds are skipped, as Docker does
+	}
+	x.meta(dir, base, hdr, false, true)
+	if hdr.Typeflag != tar.TypeDir {
+		setTimes(dir, base, hdr.ModTime)
+	}
+	return nil
 }
 
-func fileMode(hdr *tar.Header) os.FileMode {
-	m := os.FileMode(hdr.Mode & 0o777)
-	if hdr.Mode&0o4000 != 0 {
-		m |= os.ModeSetuid
+// whiteout records in the layer that name, in the layers below, is gone
+// (an overlayfs whiteout), or that directory dirRel hides everything below
+// it (opaque).
+func (x *extractor) whiteout(dir int, dirRel, name string) error {
+	if name == ".wh..opq" {
+		fd, err := x.dirForWrite(dirRel)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		if err := unix.Fsetxattr(fd, "trusted.overlay.opaque", []byte("y"), 0); err != nil {
+			return fmt.Errorf("marking %s opaque: %w", dirRel, err)
+		}
+		return nil
 	}
-	if hdr.Mode&0o2000 != 0 {
-		m |= os.ModeSetgid
+	if strings.HasPrefix(name, ".wh.") {
+		return nil // aufs metadata (.wh..wh.plnk, …)
 	}
-	if hdr.Mode&0o1000 != 0 {
-		m |= os.ModeSticky
+	if name == "" || name == "." || name == ".." || strings.Contains(name, "/") {
+		return hostile("whiteout %q in %q", name, dirRel)
 	}
-	return m
+	if err := x.remove(dir, name); err != nil {
+		return err
+	}
+	if err := unix.Mknodat(dir, name, unix.S_IFCHR, 0); err != nil {
+		return fmt.Errorf("whiteout %s/%s: %w", dirRel, name, err)
+	}
+	return nil
 }
 
-func setTimes(p string, t time.Time) {
+// dirForWrite opens directory rel for reading (fchown, fchmod, xattrs).
+func (x *extractor) dirForWrite(rel string) (int, error) {
+	if rel == "" {
+		rel = "."
+	}
+	fd, err := unix.Openat2(x.root, rel, &unix.OpenHow{Flags: unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC, Resolve: beneath})
+	if err != nil {
+		return -1, x.resolveErr(rel, err)
+	}
+	return fd, nil
+}
+
+// meta sets owner, mode and xattrs of dir/base (never through a symlink).
+func (x *extractor) meta(dir int, base string, hdr *tar.Header, isRootDir, fresh bool) {
+	mode := uint32(hdr.Mode & 0o7777)
+	if isRootDir {
+		fd, err := x.dirForWrite(".")
+		if err != nil {
+			return
+		}
+		defer unix.Close(fd)
+		if x.isRoot {
+			_ = unix.Fchown(fd, hdr.Uid, hdr.Gid)
+		}
+		_ = unix.Fchmod(fd, mode)
+		return
+	}
+	// what was just created belongs to root with mode&^umask: most entries
+	// need no chown nor chmod (a pull makes thousands of files)
+	chowned := false
+	if x.isRoot && (!fresh || hdr.Uid != 0 || hdr.Gid != 0) {
+		_ = unix.Fchownat(dir, base, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW)
+		chowned = true
+	}
+	if hdr.Typeflag != tar.TypeSymlink && (!fresh || chowned || mode&0o7000 != 0 || mode&^umask != mode) {
+		// after chown, which clears the set-id bits
+		_ = unix.Fchmodat(dir, base, mode, 0)
+	}
+	for k, v := range hdr.PAXRecords {
+		name, ok := strings.CutPrefix(k, "SCHILY.xattr.")
+		if !ok || strings.HasPrefix(name, "trusted.overlay.") {
+			// overlayfs' own metadata (redirects, origins) is never taken from an archive
+			continue
+		}
+		_ = unix.Lsetxattr(fmt.Sprintf("/proc/self/fd/%d/%s", dir, base), name, []byte(v), 0)
+	}
+}
+
+// umask is the process's file mode creation mask (read once: umask(2)
+// can only be read by setting it).
+var umask = func() uint32 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err == nil {
+		for _, l := range strings.Split(string(data), "\n") {
+			if v, ok := strings.CutPrefix(l, "Umask:"); ok {
+				var m uint32
+				if _, err := fmt.Sscanf(strings.TrimSpace(v), "%o", &m); err == nil {
+					return m
+				}
+			}
+		}
+	}
+	return 0o777 // unknown: always chmod
+}()
+
+// onlyWriter hides *os.File's ReadFrom, so io.CopyBuffer uses its buffer
+// (copy_file_range cannot apply to a tar stream anyway).
+type onlyWriter struct{ w io.Writer }
+
+func (o onlyWriter) Write(p []byte) (int, error) { return o.w.Write(p) }
+
+func setTimes(dir int, base string, t time.Time) {
 	if t.IsZero() {
 		return
 	}
 	ts := unix.NsecToTimespec(t.UnixNano())
-	_ = unix.UtimesNanoAt(unix.AT_FDCWD, p, []unix.Timespec{ts, ts}, unix.AT_SYMLINK_NOFOLLOW)
+	_ = unix.UtimesNanoAt(dir, base, []unix.Timespec{ts, ts}, unix.AT_SYMLINK_NOFOLLOW)
 }

@@ -302,7 +302,7 @@ func TestImportGzipAndGarbage(t *testing.T) {
 	if ents, _ := os.ReadDir(filepath.Join(root, "tmp")); len(ents) != 0 {
 		t.Errorf("tmp left: %v", ents)
 	}
-	if ents, _ := os.ReadDir(filepath.Join(root, "layers")); len(ents) != 1 {
+	if ents, _ := os.ReadDir(filepath.Join(root, "layers")); len(ents) != 2 { // the directory and its record
 		t.Errorf("layers: %v", ents)
 	}
 	if _, err := s.Get("bad"); err == nil {

@@ -53,3 +53,34 @@ func isIDPrefix(id, ref string) bool {
 	}
 	return strings.HasPrefix(strings.TrimPrefix(id, "sha256:"), ref)
 }
+
+// NormalizeDigestRef turns a name@sha256:… reference into Docker's familiar
+// form (`docker.io/library/busybox@sha256:…` → `busybox@sha256:…`).
+func NormalizeDigestRef(ref string) (string, error) {
+	named, err := reference.ParseNormalizedNamed(ref)
+	if err != nil {
+		return "", errdefs.New(errdefs.InvalidParameter, "invalid reference format: %v", err)
+	}
+	c, ok := named.(reference.Canonical)
+	if !ok {
+		return "", errdefs.New(errdefs.InvalidParameter, "invalid reference format: %s has no digest", ref)
+	}
+	return reference.FamiliarName(c) + "@" + c.Digest().String(), nil
+}
+
+// repoTag is the reference repo[:tag] names (none for an empty repo), as
+// docker import and docker commit take it.
+func repoTag(repo, tag string) ([]string, error) {
+	if repo == "" {
+		return nil, nil
+	}
+	ref := repo
+	if tag != "" {
+		ref += ":" + tag
+	}
+	n, err := NormalizeRef(ref)
+	if err != nil {
+		return nil, err
+	}
+	return []string{n}, nil
+}

@@ -1,24 +1,25 @@
 // Package image is berth's image store, owned by the supervisor. An image is
-// a config (dockermsg.Image, identified by the sha256 of its OCI config) plus an
-// ordered list of layers; a layer is a plain directory named by the digest of
-// its uncompressed tar (its diffID) under <root>/images/layers/, so that a
-// container's root filesystem is an overlayfs with the image's layer
-// directories as lowerdirs.
+// a config (dockermsg.Image, identified by the sha256 of its config blob) plus
+// an ordered list of layers; a layer is a plain directory named by the digest
+// of its uncompressed tar (its diffID), unpacked once and shared by every
+// image and container using it: a container's root filesystem is an
+// overlayfs with the image's layer directories as lowerdirs.
 //
 // Layout under <root>/images:
 //
-//	layers/<diffid-hex>/      extracted layer
+//	blobs/sha256/<hex>        content: configs, manifests, layer blobs
+//	blobs/partial/<hex>       interrupted downloads, resumed by the next pull
+//	layers/<diffid-hex>/      unpacked layer (OCI whiteouts as overlayfs ones)
+//	layers/<diffid-hex>.json  its record: blob digest, media type, size
 //	configs/<id-hex>.json     the image record (dockermsg.Image without tags)
 //	repositories.json         familiar "name:tag" → image ID
+//	tmp/                      work in progress, emptied at start
 package image
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"os"
 	"path/filepath"
@@ -62,21 +63,30 @@ type Store struct {
 	mu     sync.RWMutex
 	images map[string]*dockermsg.Image // by ID
 	repos  map[string]string           // familiar name:tag → ID
+	layers map[digest.Digest]*Layer
+	pins   map[digest.Digest]int // layers an image being made will use
+
+	lmu        sync.Mutex
+	layerLocks map[digest.Digest]*refMutex
 }
 
 // Open loads (or creates) the store under dir (<root>/images).
 func Open(dir string, hooks Hooks) (*Store, error) {
-	s := &Store{dir: dir, hooks: hooks, images: map[string]*dockermsg.Image{}, repos: map[string]string{}}
-	for _, d := range []string{"layers", "configs", "tmp"} {
+	s := &Store{dir: dir, hooks: hooks, images: map[string]*dockermsg.Image{}, repos: map[string]string{},
+		layers: map[digest.Digest]*Layer{}, pins: map[digest.Digest]int{}, layerLocks: map[digest.Digest]*refMutex{}}
+	for _, d := range []string{"layers", "configs", "tmp", "blobs/sha256", "blobs/partial"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
 			return nil, err
 		}
 	}
-	// leftovers of interrupted imports
+	// leftovers of interrupted imports and pulls
 	if ents, err := os.ReadDir(filepath.Join(dir, "tmp")); err == nil {
 		for _, e := range ents {
 			_ = os.RemoveAll(filepath.Join(dir, "tmp", e.Name()))
 		}
+	}
+	if err := s.loadLayers(); err != nil {
+		return nil, err
 	}
 	ents, err := os.ReadDir(filepath.Join(dir, "configs"))
 	if err != nil {
@@ -155,117 +165,162 @@ func (s *Store) Import(r io.Reader, o ImportOptions) (*dockermsg.Image, error) {
 	if err := ApplyChanges(&cfg, changes); err != nil {
 		return nil, err
 	}
-	var tagRef string
-	if o.Repo != "" {
-		ref := o.Repo
-		if o.Tag != "" {
-			ref += ":" + o.Tag
-		}
-		n, err := NormalizeRef(ref)
-		if err != nil {
-			return nil, err
-		}
-		tagRef = n
-	}
-	ur, err := Decompress(r)
-	if err != nil {
-		return nil, errdefs.New(errdefs.InvalidParameter, "invalid compressed archive: %v", err)
-	}
-	tmp, err := os.MkdirTemp(filepath.Join(s.dir, "tmp"), "import-")
+	tags, err := repoTag(o.Repo, o.Tag)
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(tmp)
-	if err := os.Chmod(tmp, 0o755); err != nil {
-		return nil, err
-	}
-	h := sha256.New()
-	tee := io.TeeReader(ur, h)
-	stats, err := Extract(tee, tmp)
+	l, err := s.ingestLayer(layerInput{r: r, keepBlob: true, requireEntries: true})
 	if err != nil {
 		return nil, err
 	}
-	if _, err := io.Copy(io.Discard, tee); err != nil {
-		return nil, errdefs.New(errdefs.InvalidParameter, "reading archive: %v", err)
-	}
-	if stats.Entries == 0 {
-		return nil, errdefs.New(errdefs.InvalidParameter, "the archive is empty or not a tar archive")
-	}
-	diffID := digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(h.Sum(nil)))
-
 	now := time.Now().UTC()
 	comment := o.Message
 	if comment == "" {
 		comment = "Imported from -"
 	}
-	oci := ocispec.Image{
-		Created:  &now,
-		Platform: ocispec.Platform{Architecture: runtime.GOARCH, OS: "linux"},
-		Config:   cfg,
-		RootFS:   ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{diffID}},
-		History:  []ocispec.History{{Created: &now, Comment: comment}},
+	ic := imageConfig{
+		Image: ocispec.Image{
+			Created:  &now,
+			Platform: ocispec.Platform{Architecture: runtime.GOARCH, OS: "linux"},
+			RootFS:   ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{l.DiffID}},
+			History:  []ocispec.History{{Created: &now, Comment: comment}},
+		},
+		Config:  dockerImageConfig{ImageConfig: cfg, Healthcheck: health},
+		Comment: o.Message,
 	}
-	raw, err := json.Marshal(oci)
-	if health != nil {
-		// the image config as Docker writes it, healthcheck included
-		raw, err = json.Marshal(struct {
-			ocispec.Image
-			Config any `json:"config"`
-		}{oci, struct {
-			ocispec.ImageConfig
-			Healthcheck *container.HealthConfig `json:",omitempty"`
-		}{cfg, health}})
-	}
+	raw, err := json.Marshal(ic)
 	if err != nil {
 		return nil, err
 	}
-	id := "sha256:" + hexSum(sha256.New(), raw)
-	img := &dockermsg.Image{
-		ID:           id,
-		Created:      now,
-		Size:         stats.Size,
-		Architecture: oci.Architecture,
-		OS:           oci.OS,
-		Comment:      o.Message,
-		Config:       cfg,
-		RootFS:       oci.RootFS,
-		History:      oci.History,
-		Healthcheck:  health,
-	}
+	img, _, err := s.AddImage(NewImage{Config: raw, Tags: tags, Event: "import"})
+	return img, err
+}
 
-	layer := s.LayerDir(diffID.String())
-	if _, err := os.Stat(layer); errors.Is(err, os.ErrNotExist) {
-		if err := os.Rename(tmp, layer); err != nil {
-			return nil, err
+// imageConfig is an image config as Docker writes it: the OCI fields plus
+// Docker's own.
+type imageConfig struct {
+	ocispec.Image
+	Config        dockerImageConfig `json:"config,omitempty"` // in place of Image.Config
+	Comment       string            `json:"comment,omitempty"`
+	DockerVersion string            `json:"docker_version,omitempty"`
+	Parent        string            `json:"parent,omitempty"`
+}
+
+// dockerImageConfig is the OCI config with Docker's HEALTHCHECK (which
+// Docker's image config carries and OCI's does not).
+type dockerImageConfig struct {
+	ocispec.ImageConfig
+	Healthcheck *container.HealthConfig `json:"Healthcheck,omitempty"`
+}
+
+// NewImage is an image to add once its layers are in the store.
+type NewImage struct {
+	Config  []byte   // the config blob; the image ID is its digest
+	Tags    []string // familiar name:tag references to point at it
+	Digests []string // familiar name@sha256:… references (RepoDigests)
+	Event   string   // the event to emit for a new image: import, pull, load, commit
+	// EventName is the event's name attribute ("" is the image ID).
+	EventName string
+}
+
+// parseConfig reads an image config into a record (without sizes).
+func parseConfig(raw []byte) (*dockermsg.Image, error) {
+	var c imageConfig
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return nil, errdefs.New(errdefs.InvalidParameter, "invalid image config: %v", err)
+	}
+	if c.RootFS.Type != "layers" {
+		return nil, errdefs.New(errdefs.InvalidParameter, "invalid image config: rootfs type %q is not \"layers\"", c.RootFS.Type)
+	}
+	for _, d := range c.RootFS.DiffIDs {
+		if err := d.Validate(); err != nil {
+			return nil, errdefs.New(errdefs.InvalidParameter, "invalid image config: layer %q: %v", d, err)
 		}
+	}
+	img := &dockermsg.Image{
+		ID:           digest.FromBytes(raw).String(),
+		Architecture: c.Architecture,
+		OS:           c.OS,
+		Author:       c.Author,
+		Comment:      c.Comment,
+		Config:       c.Config.ImageConfig,
+		Healthcheck:  c.Config.Healthcheck,
+		RootFS:       c.RootFS,
+		History:      c.History,
+	}
+	if c.Created != nil {
+		img.Created = *c.Created
+	}
+	if img.OS == "" {
+		img.OS = "linux"
+	}
+	return img, nil
+}
+
+// AddImage records an image whose layers are all in the store, stores its
+// config blob and points its tags and digests at it. It returns the image
+// and whether it is new.
+func (s *Store) AddImage(n NewImage) (*dockermsg.Image, bool, error) {
+	img, err := parseConfig(n.Config)
+	if err != nil {
+		return nil, false, err
+	}
+	if _, err := s.WriteBlob(n.Config, ""); err != nil {
+		return nil, false, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.writeImage(img); err != nil {
-		s.removeUnusedLayersLocked(img)
-		return nil, err
+	for _, d := range img.RootFS.DiffIDs {
+		l, ok := s.layers[d]
+		if !ok {
+			return nil, false, errdefs.New(errdefs.InvalidParameter, "image %s: layer %s is not in the store", ShortID(img.ID), d)
+		}
+		img.Size += l.Size
 	}
-	s.images[id] = img
-	s.emit("import", id, nil)
-	if tagRef != "" {
-		old := s.repos[tagRef]
-		s.repos[tagRef] = id
+	old, exists := s.images[img.ID]
+	if exists {
+		img.RepoDigests = old.RepoDigests
+	}
+	changed := !exists
+	for _, d := range n.Digests {
+		if !slices.Contains(img.RepoDigests, d) {
+			// one digest per repository, as Docker keeps it
+			name, _, _ := strings.Cut(d, "@")
+			img.RepoDigests = slices.DeleteFunc(img.RepoDigests, func(x string) bool { return strings.HasPrefix(x, name+"@") })
+			img.RepoDigests = append(img.RepoDigests, d)
+			changed = true
+		}
+	}
+	if changed {
+		if err := s.writeImage(img); err != nil {
+			return nil, false, err
+		}
+		s.images[img.ID] = img
+	}
+	if !exists {
+		name := n.EventName
+		if name == "" {
+			name = img.ID
+		}
+		s.emit(n.Event, img.ID, map[string]string{"name": name})
+	}
+	for _, t := range n.Tags {
+		if s.repos[t] == img.ID {
+			continue
+		}
+		old := s.repos[t]
+		s.repos[t] = img.ID
 		if err := s.saveRepos(); err != nil {
 			if old == "" {
-				delete(s.repos, tagRef)
+				delete(s.repos, t)
 			} else {
-				s.repos[tagRef] = old
+				s.repos[t] = old
 			}
-			return nil, err
+			return nil, false, err
 		}
-		s.emit("tag", id, map[string]string{"name": tagRef})
+		s.emit("tag", img.ID, map[string]string{"name": t})
 	}
-	return s.view(img), nil
-}
-
-func hexSum(h hash.Hash, b []byte) string {
-	h.Write(b)
-	return hex.EncodeToString(h.Sum(nil))
+	return s.view(img), !exists, nil
 }
 
 func (s *Store) writeImage(img *dockermsg.Image) error {
@@ -302,7 +357,7 @@ func (s *Store) emit(action, id string, attrs map[string]string) {
 func (s *Store) view(img *dockermsg.Image) *dockermsg.Image {
 	c := *img
 	c.RepoTags = s.tagsOf(img.ID)
-	c.RepoDigests = []string{}
+	c.RepoDigests = append([]string{}, img.RepoDigests...)
 	if s.hooks.Users != nil {
 		c.Containers = len(s.hooks.Users(img.ID))
 	}
@@ -330,6 +385,13 @@ func (s *Store) resolveLocked(ref string) (*dockermsg.Image, error) {
 		if id, ok := s.repos[n]; ok {
 			return s.images[id], nil
 		}
+	} else if d, err := NormalizeDigestRef(ref); err == nil {
+		for _, img := range s.images {
+			if slices.Contains(img.RepoDigests, d) {
+				return img, nil
+			}
+		}
+		return nil, errdefs.NoSuchImage(d)
 	}
 	if hexRef.MatchString(ref) {
 		var found *dockermsg.Image
@@ -446,18 +508,38 @@ func (s *Store) Remove(ref string, force bool) ([]bus.ImageDeleted, error) {
 	users := s.users(id)
 	var out []bus.ImageDeleted
 	if !isIDPrefix(id, ref) {
-		n, err := NormalizeRef(ref)
-		if err != nil {
-			return nil, err
-		}
-		if !force && len(tags) == 1 && len(users) > 0 {
+		refs := len(tags) + len(img.RepoDigests)
+		if !force && refs == 1 && len(users) > 0 {
 			return nil, errdefs.New(errdefs.Conflict, "conflict: unable to remove repository reference %q (must force) - container %s is using its referenced image %s", ref, ShortID(users[0].ID), ShortID(id))
 		}
-		if err := s.untagLocked(n); err != nil {
-			return nil, err
+		if d, err := NormalizeDigestRef(ref); err == nil {
+			if err := s.removeDigestLocked(img, d); err != nil {
+				return nil, err
+			}
+			out = append(out, bus.ImageDeleted{Untagged: d})
+		} else {
+			n, err := NormalizeRef(ref)
+			if err != nil {
+				return nil, err
+			}
+			if err := s.untagLocked(n); err != nil {
+				return nil, err
+			}
+			out = append(out, bus.ImageDeleted{Untagged: n})
+			if len(s.tagsOf(id)) == 0 {
+				// Docker drops the repository's digest with its last tag
+				repo := n[:strings.LastIndex(n, ":")]
+				for _, d := range img.RepoDigests {
+					if strings.HasPrefix(d, repo+"@") {
+						if err := s.removeDigestLocked(img, d); err != nil {
+							return out, err
+						}
+						out = append(out, bus.ImageDeleted{Untagged: d})
+					}
+				}
+			}
 		}
-		out = append(out, bus.ImageDeleted{Untagged: n})
-		if len(s.tagsOf(id)) > 0 {
+		if len(s.tagsOf(id)) > 0 || len(img.RepoDigests) > 0 {
 			return out, nil
 		}
 		// the last tag is gone: delete the image, quietly keeping it when in use
@@ -468,24 +550,57 @@ func (s *Store) Remove(ref string, force bool) ([]bus.ImageDeleted, error) {
 		if c := checkConflict(id, users, force, len(tags) > 1); c != nil {
 			return nil, c.error()
 		}
-		for _, t := range tags {
-			if err := s.untagLocked(t); err != nil {
-				return out, err
-			}
-			out = append(out, bus.ImageDeleted{Untagged: t})
+		var err error
+		if out, err = s.untagAllLocked(img, tags); err != nil {
+			return out, err
 		}
 	}
+	return s.deleteLocked(img, out)
+}
+
+// untagAllLocked drops every tag of img (and lists its digests, which go
+// with the image).
+func (s *Store) untagAllLocked(img *dockermsg.Image, tags []string) ([]bus.ImageDeleted, error) {
+	var out []bus.ImageDeleted
+	for _, t := range tags {
+		if err := s.untagLocked(t); err != nil {
+			return out, err
+		}
+		out = append(out, bus.ImageDeleted{Untagged: t})
+	}
+	for _, d := range img.RepoDigests {
+		out = append(out, bus.ImageDeleted{Untagged: d})
+	}
+	return out, nil
+}
+
+// deleteLocked deletes image img (untagged already) and the layers and
+// blobs no other image uses, appending to out what went.
+func (s *Store) deleteLocked(img *dockermsg.Image, out []bus.ImageDeleted) ([]bus.ImageDeleted, error) {
+	id := img.ID
 	if err := os.Remove(filepath.Join(s.dir, "configs", strings.TrimPrefix(id, "sha256:")+".json")); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return out, err
 	}
 	delete(s.images, id)
-	s.removeUnusedLayersLocked(img)
+	s.removeBlob(digest.Digest(id))
+	gone := s.removeUnusedLayersLocked(img)
 	s.emit("delete", id, nil)
 	out = append(out, bus.ImageDeleted{Deleted: id})
-	for _, d := range img.RootFS.DiffIDs {
+	for _, d := range gone {
 		out = append(out, bus.ImageDeleted{Deleted: d.String()})
 	}
 	return out, nil
+}
+
+func (s *Store) removeDigestLocked(img *dockermsg.Image, d string) error {
+	prev := img.RepoDigests
+	img.RepoDigests = slices.DeleteFunc(slices.Clone(prev), func(x string) bool { return x == d })
+	if err := s.writeImage(img); err != nil {
+		img.RepoDigests = prev
+		return err
+	}
+	s.emit("untag", img.ID, map[string]string{"name": d})
+	return nil
 }
 
 func checkConflict(id string, users []User, force, multiTags bool) *conflictErr {
@@ -520,9 +635,14 @@ func (s *Store) untagLocked(ref string) error {
 	return nil
 }
 
-// removeUnusedLayersLocked deletes img's layer directories no other image uses.
-func (s *Store) removeUnusedLayersLocked(img *dockermsg.Image) {
+// removeUnusedLayersLocked deletes img's layers no other image uses (nor
+// an image being made), and returns their diffIDs.
+func (s *Store) removeUnusedLayersLocked(img *dockermsg.Image) []digest.Digest {
+	var gone []digest.Digest
 	for _, d := range img.RootFS.DiffIDs {
+		if s.pins[d] > 0 || slices.Contains(gone, d) {
+			continue
+		}
 		used := false
 		for _, other := range s.images {
 			if other.ID != img.ID && slices.Contains(other.RootFS.DiffIDs, d) {
@@ -531,7 +651,9 @@ func (s *Store) removeUnusedLayersLocked(img *dockermsg.Image) {
 			}
 		}
 		if !used {
-			_ = os.RemoveAll(s.LayerDir(d.String()))
+			s.removeLayerLocked(d)
+			gone = append(gone, d)
 		}
 	}
+	return gone
 }

@@ -126,6 +126,21 @@ type UpdateResponse struct {
 	Warnings []string `json:"warnings"`
 }
 
+// CommitRequest is POST /commit: a new image from a container's writable
+// layer, with the container's config (Config overrides it, Changes apply
+// on top).
+type CommitRequest struct {
+	bus.Meta
+	Container string            `json:"container"`
+	Repo      string            `json:"repo,omitempty"`
+	Tag       string            `json:"tag,omitempty"`
+	Comment   string            `json:"comment,omitempty"`
+	Author    string            `json:"author,omitempty"`
+	Changes   []string          `json:"changes,omitempty"`
+	Config    *container.Config `json:"config,omitempty"`
+	Pause     bool              `json:"pause,omitempty"`
+}
+
 // NetworkCreateRequest is POST /networks/create.
 type NetworkCreateRequest struct {
 	bus.Meta

@@ -600,6 +600,13 @@ func TestImages(t *testing.T) {
 	if code != 404 || !strings.Contains(errMessage(t, body), "pull access denied for nope") {
 		t.Fatalf("pull: %d %s", code, body)
 	}
+	// a failure after progress began is the stream's last line
+	code, _, body = e.do("POST", "/images/create?fromImage=streamed/x&tag=latest", nil)
+	lines := strings.Split(strings.TrimSpace(string(body)), "\n")
+	if code != 200 || len(lines) != 3 || !strings.Contains(lines[0], "Pulling from streamed/x") ||
+		lines[2] != `{"error":"downloading layer 0123456789ab: connection reset","errorDetail":{"message":"downloading layer 0123456789ab: connection reset"}}` {
+		t.Fatalf("streamed pull: %d %s", code, body)
+	}
 
 	// import through the object store
 	tarball := bytes.Repeat([]byte("rootfs-tar-bytes"), 100000) // 1.6 MB: several chunks

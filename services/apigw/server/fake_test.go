@@ -257,6 +257,27 @@ func (f *fakeSupervisor) dispatch(area, verb string, data []byte) (any, error) {
 			}
 		}
 		return nil, errdefs.NoSuchImage(req.Name)
+	case "images.pull":
+		// "streamed/…" sends two progress lines then fails; anything else
+		// fails before any progress, as a registry that refuses the name
+		var req bus.ImagePullRequest
+		_ = bus.Decode(data, &req)
+		go func() {
+			time.Sleep(10 * time.Millisecond)
+			chunk := bus.ProgressChunk{Done: true}
+			if strings.HasPrefix(req.Ref, "streamed/") {
+				_ = f.nc.Publish(req.Inbox, must(json.Marshal(bus.ProgressChunk{Lines: []json.RawMessage{
+					json.RawMessage(`{"status":"Pulling from streamed/x","id":"latest"}`),
+					json.RawMessage(`{"status":"Pulling fs layer","progressDetail":{},"id":"0123456789ab"}`),
+				}})))
+				chunk.Error = &bus.ReplyError{Kind: errdefs.Unavailable, Message: "downloading layer 0123456789ab: connection reset"}
+			} else {
+				name, _, _ := strings.Cut(strings.TrimPrefix(req.Ref, "docker.io/library/"), ":")
+				chunk.Error = &bus.ReplyError{Kind: errdefs.NotFound, Message: "pull access denied for " + name + ", repository does not exist or may require 'docker login'"}
+			}
+			_ = f.nc.Publish(req.Inbox, must(json.Marshal(chunk)))
+		}()
+		return struct{}{}, nil
 	case "images.import":
 		var req bus.ImageImportRequest
 		_ = bus.Decode(data, &req)
@@ -592,4 +613,11 @@ func expand(s string, env []string) string {
 		s = strings.ReplaceAll(s, "$"+k, v)
 	}
 	return s
+}
+
+func must(b []byte, err error) []byte {
+	if err != nil {
+		panic(err)
+	}
+	return b
 }

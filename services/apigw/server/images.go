@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"path"
 	"sort"
@@ -31,9 +32,21 @@ func (s *Server) imageList(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if err := f.Validate(map[string]bool{"reference": true, "label": true, "dangling": true}); err != nil {
+	if err := f.Validate(map[string]bool{"reference": true, "label": true, "dangling": true, "before": true, "since": true}); err != nil {
 		s.fail(w, r, errdefs.Wrap(errdefs.InvalidParameter, err))
 		return
+	}
+	// before/since name images: their creation times bound the list
+	var before, since time.Time
+	for key, bound := range map[string]*time.Time{"before": &before, "since": &since} {
+		for _, ref := range f.Get(key) {
+			var im dockermsg.Image
+			if err := s.call(r, bus.AreaImages, bus.VerbImageInspect, bus.ImageRequest{Name: ref}, &im); err != nil {
+				s.fail(w, r, err)
+				return
+			}
+			*bound = im.Created
+		}
 	}
 	var ims []dockermsg.Image
 	if err := s.call(r, bus.AreaImages, bus.VerbImageList, struct{}{}, &ims); err != nil {
@@ -43,6 +56,9 @@ func (s *Server) imageList(w http.ResponseWriter, r *http.Request) {
 	sort.SliceStable(ims, func(i, j int) bool { return ims[i].Created.After(ims[j].Created) })
 	out := make([]image.Summary, 0, len(ims))
 	for i := range ims {
+		if !before.IsZero() && !ims[i].Created.Before(before) || !since.IsZero() && !ims[i].Created.After(since) {
+			continue
+		}
 		if matchImage(f, &ims[i]) {
 			out = append(out, dockerapi.ImageSummary(&ims[i]))
 		}
@@ -54,7 +70,8 @@ func (s *Server) imageList(w http.ResponseWriter, r *http.Request) {
 // /images/json; a reference filter also trims im.RepoTags to the matching tags.
 func matchImage(f filters.Args, im *dockermsg.Image) bool {
 	if f.Contains("dangling") {
-		dangling := len(im.RepoTags) == 0
+		// as dockerd: an image no tag nor digest names
+		dangling := len(im.RepoTags) == 0 && len(im.RepoDigests) == 0
 		if f.ExactMatch("dangling", "true") != dangling && !(f.ExactMatch("dangling", "1") && dangling) {
 			return false
 		}
@@ -97,6 +114,14 @@ func imageRef(r *http.Request, suffix string) (string, bool) {
 }
 
 func (s *Server) imageGet(w http.ResponseWriter, r *http.Request) {
+	if name, ok := imageRef(r, "history"); ok {
+		s.imageHistory(w, r, name)
+		return
+	}
+	if name, ok := imageRef(r, "get"); ok {
+		s.imageSave(w, r, []string{name})
+		return
+	}
 	name, ok := imageRef(r, "json")
 	if !ok {
 		s.fail(w, r, errdefs.New(errdefs.NotFound, "page not found"))
@@ -111,6 +136,10 @@ func (s *Server) imageGet(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) imagePost(w http.ResponseWriter, r *http.Request) {
+	if name, ok := imageRef(r, "push"); ok {
+		s.imagePush(w, r, name)
+		return
+	}
 	name, ok := imageRef(r, "tag")
 	if !ok {
 		s.fail(w, r, errdefs.New(errdefs.NotFound, "page not found"))
@@ -181,16 +210,12 @@ func splitRepoTag(repo, tag string) (string, string, error) {
 	return repo, tag, nil
 }
 
-// imageCreate is POST /images/create: import from the request body
-// (fromSrc=-); pulling from a registry is not supported.
+// imageCreate is POST /images/create: pull (fromImage=) or import from the
+// request body (fromSrc=-).
 func (s *Server) imageCreate(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	if from := q.Get("fromImage"); from != "" {
-		repo := strings.TrimPrefix(strings.TrimPrefix(from, "docker.io/"), "library/")
-		if i := strings.LastIndex(repo, ":"); i > strings.LastIndex(repo, "/") {
-			repo = repo[:i]
-		}
-		s.fail(w, r, errdefs.New(errdefs.NotFound, "pull access denied for %s, repository does not exist or may require 'docker login' (berth cannot pull images from registries; use docker import)", repo))
+	if q.Get("fromImage") != "" {
+		s.imagePull(w, r)
 		return
 	}
 	src := q.Get("fromSrc")
@@ -210,26 +235,11 @@ func (s *Server) imageCreate(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	js, err := s.jetstream()
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
 	ctx, cancel := context.WithTimeout(r.Context(), importTimeout)
 	defer cancel()
-	store, err := js.ObjectStore(ctx, bus.UploadsBucket)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		store, err = js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: bus.UploadsBucket, Description: "berth: request bodies handed from apigw to the supervisor"})
-	}
+	store, object, err := s.upload(ctx, "import", "docker import "+repo, r.Body)
 	if err != nil {
-		s.metrics.busErrors.Inc()
-		s.fail(w, r, errdefs.New(errdefs.Unavailable, "cannot open the upload store %s: %v", bus.UploadsBucket, err))
-		return
-	}
-	object := "import-" + uuid.NewString()
-	if _, err := store.Put(ctx, jetstream.ObjectMeta{Name: object, Description: "docker import " + repo}, r.Body); err != nil {
-		_ = store.Delete(context.WithoutCancel(ctx), object)
-		s.fail(w, r, errdefs.New(errdefs.Unavailable, "uploading the image tarball to the bus failed: %v", err))
+		s.fail(w, r, err)
 		return
 	}
 	req := bus.ImageImportRequest{
@@ -252,4 +262,37 @@ func (s *Server) imageCreate(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	fmt.Fprintf(w, "{\"status\":%q}\n", resp.ID)
+}
+
+// uploadsBucket opens (creating it if missing) the object store through
+// which image tarballs go between apigw and the supervisor.
+func (s *Server) uploadsBucket(ctx context.Context) (jetstream.ObjectStore, error) {
+	js, err := s.jetstream()
+	if err != nil {
+		return nil, err
+	}
+	store, err := js.ObjectStore(ctx, bus.UploadsBucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		store, err = js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: bus.UploadsBucket, Description: "berth: request bodies handed from apigw to the supervisor"})
+	}
+	if err != nil {
+		s.metrics.busErrors.Inc()
+		return nil, errdefs.New(errdefs.Unavailable, "cannot open the upload store %s: %v", bus.UploadsBucket, err)
+	}
+	return store, nil
+}
+
+// upload puts body into the uploads bucket as a new object named
+// <kind>-<uuid>.
+func (s *Server) upload(ctx context.Context, kind, desc string, body io.Reader) (jetstream.ObjectStore, string, error) {
+	store, err := s.uploadsBucket(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	object := kind + "-" + uuid.NewString()
+	if _, err := store.Put(ctx, jetstream.ObjectMeta{Name: object, Description: desc}, body); err != nil {
+		_ = store.Delete(context.WithoutCancel(ctx), object)
+		return nil, "", errdefs.New(errdefs.Unavailable, "uploading the image tarball to the bus failed: %v", err)
+	}
+	return store, object, nil
 }

@@ -166,6 +166,12 @@ func (s *Server) routes() http.Handler {
 
 	r.Get("/images/json", s.imageList)
 	r.Post("/images/create", s.imageCreate)
+	r.Post("/images/load", s.imageLoad)
+	r.Get("/images/get", s.imageSaveMany)
+	r.Post("/images/prune", s.imagePrune)
+	r.Post("/commit", s.imageCommit)
+	r.Post("/auth", s.auth)
+	r.Get("/system/df", s.systemDF)
 	r.Get("/images/*", s.imageGet)
 	r.Post("/images/*", s.imagePost)
 	r.Delete("/images/*", s.imageRemove)

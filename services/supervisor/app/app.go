@@ -28,6 +28,7 @@ import (
 	"berth/pkg/bus/natsbus"
 	"berth/pkg/idmap"
 	"berth/pkg/image"
+	"berth/pkg/registry"
 	"berth/services/supervisor/containers"
 	"berth/services/supervisor/metrics"
 	"berth/services/supervisor/natsd"
@@ -67,6 +68,26 @@ type Config struct {
 	// and GROUP's in SubGIDFile (package idmap).
 	UsernsRemap            string
 	SubUIDFile, SubGIDFile string
+	// InsecureRegistries are reached over HTTP or unchecked HTTPS (host[:port]
+	// or CIDR), like dockerd's --insecure-registry; loopback always is.
+	InsecureRegistries []string
+	// RegistryCertsDir holds <host[:port]>/*.crt, CAs trusted for that registry.
+	RegistryCertsDir string
+}
+
+// listFlag is a repeatable string flag.
+type listFlag struct{ v *[]string }
+
+func (l listFlag) String() string {
+	if l.v == nil {
+		return ""
+	}
+	return strings.Join(*l.v, ",")
+}
+
+func (l listFlag) Set(s string) error {
+	*l.v = append(*l.v, s)
+	return nil
 }
 
 // DefaultNode is the host name up to its first dot (a subject token).
@@ -100,6 +121,8 @@ func ParseFlags(args []string) (Config, error) {
 	fs.StringVar(&c.Runtime, "runtime", filepath.Join(dir, "berth-runtime"), "path of the OCI runtime (runc-compatible)")
 	fs.StringVar(&c.Init, "init-path", filepath.Join(dir, "berth-init"), "path of the init that docker run --init makes PID 1 (static binary)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.Var(listFlag{&c.InsecureRegistries}, "insecure-registry", "registry (host[:port] or CIDR) reached over HTTP or HTTPS without certificate checks; repeatable (loopback always is)")
+	fs.StringVar(&c.RegistryCertsDir, "registry-certs-dir", "/etc/berth/certs.d", "directory of <host[:port]>/*.crt: CA certificates trusted for that registry")
 	fs.StringVar(&c.Network.Bridge, "bridge", network.DefaultBridge, "the default bridge network's interface (\"none\": no bridge networking)")
 	fs.StringVar(&c.Network.BIP, "bip", network.DefaultBIP, "the default bridge's address and prefix length")
 	fs.StringVar(&c.Network.FixedCIDR, "fixed-cidr", "", "the part of the default bridge's subnet its containers' addresses come from")
@@ -304,6 +327,9 @@ func Start(c Config) (_ *Supervisor, err error) {
 	srv.Images = s.Images
 	srv.Volumes = s.Volumes
 	srv.Info = s.info
+	if srv.Registry, err = registry.New(registry.Config{Insecure: c.InsecureRegistries, CertsDir: c.RegistryCertsDir, UserAgent: "berth/" + runtime.Version()}); err != nil {
+		return nil, fmt.Errorf("--insecure-registry: %w", err)
+	}
 	if err := srv.Start(); err != nil {
 		return nil, err
 	}

@@ -22,6 +22,7 @@ import (
 	"berth/pkg/bus/natsbus"
 	"berth/pkg/errdefs"
 	"berth/pkg/idmap"
+	"berth/pkg/overlay"
 	"berth/pkg/specconv"
 )
 
@@ -95,28 +96,18 @@ func (m *Manager) mountRootfs(id string, layers []string, volatile bool) error {
 		return err
 	}
 	_ = unix.Unmount(target, unix.MNT_DETACH) // a leftover of an interrupted run
-	lower := make([]string, 0, len(layers))
-	for i := len(layers) - 1; i >= 0; i-- { // overlayfs lists the top layer first
-		lower = append(lower, layers[i])
-	}
-	lower, release, err := m.remapLayers(id, lower, upper, work)
+	// under --userns-remap the layers are idmapped clones (fds)
+	layers, release, err := m.remapLayers(id, layers, upper, work)
 	if err != nil {
 		return err
 	}
 	defer release()
-	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", strings.Join(lower, ":"), upper, work)
 	// A volatile mount leaves <work>/work/incompat/volatile behind, and
 	// overlayfs refuses the layer until it is removed: an earlier run (a
 	// restart) ended with a clean unmount, or the container is removed
 	// anyway.
 	_ = os.RemoveAll(filepath.Join(work, "work", "incompat"))
-	if volatile {
-		if err := unix.Mount("overlay", target, "overlay", 0, opts+",volatile"); err == nil {
-			return nil
-		}
-		// a kernel without the option (before 5.10): the plain mount
-	}
-	if err := unix.Mount("overlay", target, "overlay", 0, opts); err != nil {
+	if err := overlay.Mount(target, overlay.Options{Lower: layers, Upper: upper, Work: work, Volatile: volatile}); err != nil {
 		return fmt.Errorf("mounting the container's overlayfs root: %w", err)
 	}
 	return nil

@@ -20,6 +20,10 @@ type Metrics struct {
 	CreateToRunning prometheus.Histogram
 	BusErrors       prometheus.Counter
 	HealthChecks    *prometheus.CounterVec
+	// ImageTransfers counts pulls and pushes by outcome; LayersFetched
+	// the layer blobs pulls downloaded (shared layers are not).
+	ImageTransfers *prometheus.CounterVec
+	LayersFetched  prometheus.Counter
 }
 
 type stateCollector struct {
@@ -58,7 +62,13 @@ func New(counts func() map[string]int, shims func() int) *Metrics {
 			Name: "berth_supervisor_health_checks_total", Help: "Healthcheck probes run, by result (success, failure).",
 		}, []string{"result"}),
 	}
-	m.Registry.MustRegister(m.Commands, m.Duration, m.CreateToRunning, m.BusErrors, m.HealthChecks,
+	m.ImageTransfers = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "berth_supervisor_image_transfers_total", Help: "Image pulls and pushes, by kind and outcome.",
+	}, []string{"kind", "outcome"})
+	m.LayersFetched = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "berth_supervisor_image_layers_fetched_total", Help: "Layer blobs downloaded by pulls.",
+	})
+	m.Registry.MustRegister(m.Commands, m.Duration, m.CreateToRunning, m.BusErrors, m.HealthChecks, m.ImageTransfers, m.LayersFetched,
 		&stateCollector{desc: prometheus.NewDesc("berth_supervisor_containers", "Containers by state.", []string{"state"}, nil), counts: counts},
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "berth_supervisor_shims_running", Help: "Running shims."}, func() float64 { return float64(shims()) }),
 		collectors.NewGoCollector(),

@@ -6,7 +6,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -18,6 +20,7 @@ import (
 	"berth/pkg/bus/dockermsg"
 	"berth/pkg/errdefs"
 	"berth/pkg/image"
+	"berth/pkg/registry"
 	"berth/services/supervisor/containers"
 	"berth/services/supervisor/metrics"
 	"berth/services/supervisor/network"
@@ -35,6 +38,7 @@ type Server struct {
 	JS         jetstream.JetStream // may be nil (no JetStream): events go out on core NATS only
 	Containers *containers.Manager
 	Images     *image.Store
+	Registry   *registry.Client
 	Volumes    *volumes.Store
 	Metrics    *metrics.Metrics
 	Log        *slog.Logger
@@ -139,6 +143,7 @@ var stateChanging = map[string]bool{
 	"containers.restart": true, "containers.remove": true, "containers.rename": true, "containers.prune": true,
 	"images.tag": true, "images.remove": true, "images.import": true,
 	"containers.exec_create": true, "containers.exec_start": true,
+	"images.load": true, "images.prune": true, "images.commit": true,
 	"volumes.create": true, "volumes.remove": true, "volumes.prune": true,
 	"networks.create": true, "networks.remove": true, "networks.connect": true, "networks.disconnect": true, "networks.prune": true,
 	"containers.pause": true, "containers.unpause": true, "containers.update": true,
@@ -152,7 +157,15 @@ func (s *Server) handleCommand(m *nats.Msg) {
 	}
 	verb := parts[2] + "." + parts[4]
 	t0 := time.Now()
-	run := func() []byte {
+	run := func() (reply []byte) {
+		defer func() {
+			// a bug met by one command (hostile input, say) must not take
+			// the supervisor and every container's bookkeeping down with it
+			if p := recover(); p != nil {
+				s.Log.Error("command panicked", "verb", verb, "panic", p, "stack", string(debug.Stack()))
+				reply = bus.EncodeReply(nil, errdefs.New(errdefs.Unknown, "internal error in berth-supervisor handling %s: %v", verb, p))
+			}
+		}()
 		v, err := s.dispatch(parts[2], parts[4], m)
 		return bus.EncodeReply(v, err)
 	}
@@ -392,40 +405,52 @@ func (s *Server) imageCommand(ctx context.Context, verb string, m *nats.Msg) (an
 		}
 		return s.importImage(ctx, req)
 	}
-	return nil, errdefs.New(errdefs.NotImplemented, "unknown image command %q", verb)
+	return s.moreImageCommand(ctx, verb, m)
 }
 
 func (s *Server) importImage(ctx context.Context, req *bus.ImageImportRequest) (*bus.ImageImportResponse, error) {
-	if req.Object == "" {
-		return nil, errdefs.New(errdefs.InvalidParameter, "missing upload object")
+	var id string
+	err := s.readUpload(ctx, req.Object, func(r io.Reader) error {
+		img, err := s.Images.Import(r, image.ImportOptions{Repo: req.Repo, Tag: req.Tag, Changes: req.Changes, Message: req.Message})
+		if err == nil {
+			id = img.ID
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &bus.ImageImportResponse{ID: id}, nil
+}
+
+// readUpload hands the upload object to fn and deletes it afterwards.
+func (s *Server) readUpload(ctx context.Context, object string, fn func(io.Reader) error) error {
+	if object == "" {
+		return errdefs.New(errdefs.InvalidParameter, "missing upload object")
 	}
 	if s.JS == nil {
-		return nil, errdefs.New(errdefs.Unavailable, "JetStream is not available on the bus: cannot read the uploaded image")
+		return errdefs.New(errdefs.Unavailable, "JetStream is not available on the bus: cannot read the uploaded image")
 	}
 	obs, err := s.JS.ObjectStore(ctx, bus.UploadsBucket)
 	if err != nil {
-		return nil, errdefs.New(errdefs.Unavailable, "object store %s: %v", bus.UploadsBucket, err)
+		return errdefs.New(errdefs.Unavailable, "object store %s: %v", bus.UploadsBucket, err)
 	}
 	defer func() {
 		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if err := obs.Delete(dctx, req.Object); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+		if err := obs.Delete(dctx, object); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
 			s.busError("deleting upload", err)
 		}
 	}()
-	obj, err := obs.Get(ctx, req.Object)
+	obj, err := obs.Get(ctx, object)
 	if err != nil {
 		if errors.Is(err, jetstream.ErrObjectNotFound) {
-			return nil, errdefs.New(errdefs.InvalidParameter, "upload %q not found", req.Object)
+			return errdefs.New(errdefs.InvalidParameter, "upload %q not found", object)
 		}
-		return nil, errdefs.New(errdefs.Unavailable, "reading upload %q: %v", req.Object, err)
+		return errdefs.New(errdefs.Unavailable, "reading upload %q: %v", object, err)
 	}
 	defer obj.Close()
-	img, err := s.Images.Import(obj, image.ImportOptions{Repo: req.Repo, Tag: req.Tag, Changes: req.Changes, Message: req.Message})
-	if err != nil {
-		return nil, err
-	}
-	return &bus.ImageImportResponse{ID: img.ID}, nil
+	return fn(obj)
 }
 
 func (s *Server) handleReport(m *nats.Msg) {
