@@ -5,11 +5,11 @@ SERVICES := apigw supervisor shim runtime
 BINARIES := $(addprefix $(BIN)/berth-,$(SERVICES))
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build deps run test test-short e2e acceptance lint bench bench-runtime fuzz soak clean $(BINARIES)
+.PHONY: all build deps run test test-short e2e acceptance lint bench bench-runtime fuzz soak clean $(BINARIES) $(BIN)/nats-server
 
 all: build
 
-build: $(BINARIES)
+build: $(BINARIES) $(BIN)/nats-server
 
 # One shim runs per container: a static, stripped binary keeps its memory small.
 ENV_shim   := CGO_ENABLED=0
@@ -17,6 +17,10 @@ FLAGS_shim := -ldflags "-s -w"
 
 $(BINARIES): $(BIN)/berth-%:
 	$(ENV_$*) $(GO) build $(FLAGS_$*) -o $@ ./services/$*
+
+# The external bus of the tests (tests/stack StartExternal): go.mod's nats-server.
+$(BIN)/nats-server:
+	$(GO) build -o $@ github.com/nats-io/nats-server/v2
 
 deps:
 	@scripts/install-deps.sh
