@@ -138,6 +138,7 @@ func APIGWPermissions() Permissions {
 			prefix + "." + AreaContainers + ".*.*",
 			prefix + "." + AreaImages + ".*.*",
 			prefix + "." + AreaSystem + ".*.*",
+			prefix + "." + AreaVolumes + ".*.*",
 			prefix + "." + AreaNetworks + ".*.*",
 			prefix + ".io.*.*.in",
 			prefix + ".shim.*.*." + ShimResize,

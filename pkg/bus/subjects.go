@@ -4,6 +4,8 @@
 //	apigw      --request-->  berth.v1.containers.<node>.<verb>   supervisor (queue group)
 //	apigw      --request-->  berth.v1.images.<node>.<verb>       supervisor
 //	apigw      --request-->  berth.v1.system.<node>.<verb>       supervisor
+//	apigw      --request-->  berth.v1.volumes.<node>.<verb>      supervisor
+//	apigw      <-request-->  _INBOX.<…>  supervisor (docker cp / export transfers, natsbus.Download, Upload)
 //	apigw      --request-->  berth.v1.networks.<node>.<verb>     supervisor
 //	supervisor --request-->  berth.v1.shim.<node>.<id>.<verb>    one shim
 //	shim       --request-->  berth.v1.reports.<node>.<id>.<kind> supervisor (exit, oom)
@@ -31,6 +33,7 @@ const (
 	AreaContainers = "containers"
 	AreaImages     = "images"
 	AreaSystem     = "system"
+	AreaVolumes    = "volumes"
 	AreaNetworks   = "networks"
 )
 
@@ -47,6 +50,12 @@ const (
 	VerbList    = "list"
 	VerbPrune   = "prune"
 	VerbLogs    = "logs"
+	// docker cp, diff and export
+	VerbArchiveStat = "archive-stat"
+	VerbArchiveGet  = "archive-get"
+	VerbArchivePut  = "archive-put"
+	VerbExport      = "export"
+	VerbChanges     = "changes"
 )
 
 // Verbs of the image commands (apigw → supervisor).
@@ -56,6 +65,15 @@ const (
 	VerbImageTag     = "tag"
 	VerbImageRemove  = "remove"
 	VerbImageImport  = "import"
+)
+
+// Verbs of the volume commands (apigw → supervisor).
+const (
+	VerbVolumeCreate  = "create"
+	VerbVolumeList    = "list"
+	VerbVolumeInspect = "inspect"
+	VerbVolumeRemove  = "remove"
+	VerbVolumePrune   = "prune"
 )
 
 // Verbs of the system commands (apigw → supervisor).
@@ -103,6 +121,10 @@ const UploadsBucket = "berth-uploads"
 const (
 	HeaderStream = "Berth-Stream" // "stdout" or "stderr"
 	HeaderEOF    = "Berth-Eof"    // "1": the stream (stdout+stderr, or stdin) is closed
+	// On the transfer subjects (natsbus.Download and Upload): the error
+	// that ended a transfer, and a receiver's request to stop one.
+	HeaderError  = "Berth-Error"
+	HeaderCancel = "Berth-Cancel"
 )
 
 // Token checks that s can be used as one subject token.
@@ -124,6 +146,7 @@ func CommandsAll(node string) []string {
 		prefix + "." + AreaContainers + "." + node + ".*",
 		prefix + "." + AreaImages + "." + node + ".*",
 		prefix + "." + AreaSystem + "." + node + ".*",
+		prefix + "." + AreaVolumes + "." + node + ".*",
 		prefix + "." + AreaNetworks + "." + node + ".*",
 	}
 }

@@ -8,10 +8,10 @@ import (
 	"strings"
 
 	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/mount"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"berth/pkg/bus/dockermsg"
 	"berth/pkg/errdefs"
 )
 
@@ -28,6 +28,10 @@ type Options struct {
 	// EtcFiles are host files bind-mounted over /etc/hostname, /etc/hosts
 	// and /etc/resolv.conf (destination → source), as Docker does.
 	EtcFiles map[string]string
+	// Mounts are the container's binds, volumes and tmpfs mounts (see
+	// ParseMounts), volume sources resolved; HostConfig.Binds and Mounts
+	// themselves are not read.
+	Mounts []dockermsg.MountPoint
 	// NetNSPath is a network namespace to join (a sandbox's, or another
 	// container's); empty makes a new one (none with --network host).
 	NetNSPath string
@@ -236,11 +240,12 @@ func Spec(o Options) (*specs.Spec, error) {
 			s.Mounts = append(s.Mounts, specs.Mount{Destination: dst, Type: "bind", Source: src, Options: opts})
 		}
 	}
-	mounts, err := userMounts(hc)
+	mounts, rootProp, err := userMounts(hc, o.Mounts)
 	if err != nil {
 		return nil, err
 	}
 	s.Mounts = overrideMounts(s.Mounts, mounts)
+	s.Linux.RootfsPropagation = rootProp
 	return s, nil
 }
 
@@ -337,84 +342,16 @@ func defaultMounts(hc *container.HostConfig) []specs.Mount {
 	}
 }
 
-// userMounts are HostConfig.Binds ("/host:/ctr[:ro]") and Tmpfs.
-func userMounts(hc *container.HostConfig) ([]specs.Mount, error) {
-	var out []specs.Mount
-	for _, b := range hc.Binds {
-		parts := strings.Split(b, ":")
-		if len(parts) < 2 || len(parts) > 3 {
-			return nil, errdefs.New(errdefs.InvalidParameter, "invalid volume specification: '%s'", b)
-		}
-		src, dst := parts[0], parts[1]
-		if !filepath.IsAbs(src) {
-			return nil, errdefs.New(errdefs.NotImplemented, "named volumes are not supported: '%s'", b)
-		}
-		if !filepath.IsAbs(dst) || filepath.Clean(dst) == "/" {
-			return nil, errdefs.New(errdefs.InvalidParameter, "invalid volume specification: '%s': invalid mount config: destination must be an absolute path other than /", b)
-		}
-		opts := []string{"rbind", "rprivate"}
-		ro := false
-		if len(parts) == 3 {
-			for _, o := range strings.Split(parts[2], ",") {
-				switch o {
-				case "ro":
-					ro = true
-				case "rw", "z", "Z", "":
-				default:
-					return nil, errdefs.New(errdefs.InvalidParameter, "invalid mode: %s", o)
-				}
-			}
-		}
-		if ro {
-			opts = append(opts, "ro")
-		}
-		out = append(out, specs.Mount{Destination: filepath.Clean(dst), Type: "bind", Source: filepath.Clean(src), Options: opts})
-	}
-	for _, mt := range hc.Mounts {
-		dst := mt.Target
-		if !filepath.IsAbs(dst) || filepath.Clean(dst) == "/" {
-			return nil, errdefs.New(errdefs.InvalidParameter, "invalid mount config for type %q: invalid mount path: '%s' mount path must be absolute", mt.Type, dst)
-		}
-		switch mt.Type {
-		case mount.TypeBind:
-			if !filepath.IsAbs(mt.Source) {
-				return nil, errdefs.New(errdefs.InvalidParameter, "invalid mount config for type \"bind\": invalid mount path: '%s' mount path must be absolute", mt.Source)
-			}
-			if _, err := os.Stat(mt.Source); err != nil {
-				return nil, errdefs.New(errdefs.InvalidParameter, "invalid mount config for type \"bind\": bind source path does not exist: %s", mt.Source)
-			}
-			opts := []string{"rbind", "rprivate"}
-			if mt.BindOptions != nil && mt.BindOptions.NonRecursive {
-				opts[0] = "bind"
-			}
-			if mt.ReadOnly {
-				opts = append(opts, "ro")
-			}
-			out = append(out, specs.Mount{Destination: filepath.Clean(dst), Type: "bind", Source: filepath.Clean(mt.Source), Options: opts})
-		case mount.TypeTmpfs:
-			if mt.Source != "" {
-				return nil, errdefs.New(errdefs.InvalidParameter, "invalid mount config for type \"tmpfs\": source must not be specified")
-			}
-			opts := []string{"nosuid", "nodev", "noexec"}
-			if mt.TmpfsOptions != nil {
-				if mt.TmpfsOptions.SizeBytes > 0 {
-					opts = append(opts, fmt.Sprintf("size=%d", mt.TmpfsOptions.SizeBytes))
-				}
-				if mt.TmpfsOptions.Mode != 0 {
-					opts = append(opts, fmt.Sprintf("mode=%o", mt.TmpfsOptions.Mode.Perm()))
-				}
-			}
-			if mt.ReadOnly {
-				opts = append(opts, "ro")
-			}
-			out = append(out, specs.Mount{Destination: filepath.Clean(dst), Type: "tmpfs", Source: "tmpfs", Options: opts})
-		default:
-			return nil, errdefs.New(errdefs.NotImplemented, "mounts of type %q are not supported", mt.Type)
-		}
+// userMounts are the container's mount points (binds, volumes, tmpfs
+// mounts) and HostConfig.Tmpfs, with the root propagation they need.
+func userMounts(hc *container.HostConfig, mps []dockermsg.MountPoint) ([]specs.Mount, string, error) {
+	out, rootProp, err := specMounts(mps)
+	if err != nil {
+		return nil, "", err
 	}
 	for dst, o := range hc.Tmpfs {
 		if !filepath.IsAbs(dst) {
-			return nil, errdefs.New(errdefs.InvalidParameter, "invalid tmpfs destination %q", dst)
+			return nil, "", errdefs.New(errdefs.InvalidParameter, "invalid tmpfs destination %q", dst)
 		}
 		opts := []string{"nosuid", "nodev", "noexec"}
 		if o != "" {
@@ -422,7 +359,7 @@ func userMounts(hc *container.HostConfig) ([]specs.Mount, error) {
 		}
 		out = append(out, specs.Mount{Destination: filepath.Clean(dst), Type: "tmpfs", Source: "tmpfs", Options: opts})
 	}
-	return out, nil
+	return out, rootProp, nil
 }
 
 // overrideMounts appends user mounts, dropping defaults they replace.

@@ -12,6 +12,8 @@ import (
 	"github.com/docker/docker/api/types/mount"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"berth/pkg/bus/dockermsg"
 )
 
 const id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -207,7 +209,12 @@ func TestUserMounts(t *testing.T) {
 			{Type: mount.TypeTmpfs, Target: "/t", TmpfsOptions: &mount.TmpfsOptions{SizeBytes: 1 << 20}},
 		},
 	}
-	s, err := Spec(Options{ID: id, Config: &container.Config{Cmd: []string{"sh"}}, HostConfig: hc})
+	cfg := &container.Config{Cmd: []string{"sh"}}
+	mps, err := ParseMounts(cfg, hc, func(string) bool { return true })
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Spec(Options{ID: id, Config: cfg, HostConfig: hc, Mounts: mps})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,25 +222,19 @@ func TestUserMounts(t *testing.T) {
 	for _, m := range s.Mounts {
 		got[m.Destination] = m
 	}
-	if m := got["/data"]; m.Source != src || !slices.Contains(m.Options, "ro") || !slices.Contains(m.Options, "rbind") {
+	if m := got["/data"]; m.Source != src || !slices.Contains(m.Options, "ro") || !slices.Contains(m.Options, "rro") || !slices.Contains(m.Options, "rbind") {
 		t.Errorf("/data %+v", m)
 	}
 	if m := got["/rw"]; slices.Contains(m.Options, "ro") {
 		t.Errorf("/rw %+v", m)
 	}
-	if got["/scratch"].Type != "tmpfs" || !slices.Contains(got["/scratch"].Options, "size=1m") || got["/t"].Type != "tmpfs" || !slices.Contains(got["/m"].Options, "ro") {
+	if got["/scratch"].Type != "tmpfs" || !slices.Contains(got["/scratch"].Options, "size=1m") || got["/t"].Type != "tmpfs" || !slices.Contains(got["/t"].Options, "size=1m") || !slices.Contains(got["/m"].Options, "ro") {
 		t.Errorf("mounts %+v", got)
 	}
-	for _, bad := range []*container.HostConfig{
-		{Binds: []string{"/a"}},
-		{Binds: []string{src + ":relative"}},
-		{Binds: []string{src + ":/x:bogus"}},
-		{Mounts: []mount.Mount{{Type: mount.TypeBind, Source: "/no/such/dir", Target: "/x"}}},
-		{Mounts: []mount.Mount{{Type: mount.TypeVolume, Source: "vol", Target: "/x"}}},
-		{CapAdd: []string{"CAP_NOPE"}},
-	} {
-		if _, err := Spec(Options{ID: id, Config: &container.Config{Cmd: []string{"sh"}}, HostConfig: bad}); err == nil {
-			t.Errorf("accepted %+v", bad)
-		}
+	if _, err := Spec(Options{ID: id, Config: cfg, Mounts: []dockermsg.MountPoint{{Type: mount.TypeVolume, Destination: "/v", RW: true}}}); err == nil {
+		t.Error("a volume without its directory was mapped")
+	}
+	if _, err := Spec(Options{ID: id, Config: cfg, HostConfig: &container.HostConfig{CapAdd: []string{"CAP_NOPE"}}}); err == nil {
+		t.Error("accepted CAP_NOPE")
 	}
 }

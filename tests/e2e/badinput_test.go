@@ -32,6 +32,7 @@ func leftovers(s *stack.Stack) []string {
 		filepath.Join(s.ExecRoot, "bundles", "*"),
 		filepath.Join(s.ExecRoot, "shims", "*"),
 		filepath.Join(s.ExecRoot, "runtime", "*"),
+		filepath.Join(s.Root, "volumes", "*"),
 	} {
 		m, _ := filepath.Glob(pattern)
 		out = append(out, m...)

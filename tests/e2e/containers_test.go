@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -164,6 +166,26 @@ func TestWaitConditions(t *testing.T) {
 	if st, _ := call(t, s, "POST", "/containers/"+name+"/wait?condition=bogus", ""); st != 400 {
 		t.Fatalf("bad condition: %d", st)
 	}
+	// next-exit on a created container: answers with the exit of the run
+	// that comes next
+	next := s.MustDocker("create", "busybox", "sh", "-c", "sleep 0.3; exit 7")
+	defer s.Docker("rm", "-f", next)
+	go func() { _, b := call(t, s, "POST", "/containers/"+next+"/wait?condition=next-exit", ""); done <- b }()
+	time.Sleep(200 * time.Millisecond)
+	select {
+	case b := <-done:
+		t.Fatalf("wait next-exit answered before the container ran: %s", b)
+	default:
+	}
+	s.MustDocker("start", next)
+	select {
+	case b := <-done:
+		if !strings.Contains(b, `"StatusCode":7`) {
+			t.Fatalf("wait next-exit: %s", b)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("wait?condition=next-exit did not return after the run")
+	}
 }
 
 func TestAttachStdin(t *testing.T) {
@@ -316,5 +338,72 @@ func TestEventsStream(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("no live create event")
+	}
+}
+
+// TestWorkdirCreated: a working directory the image lacks is created, as
+// Docker does, inside the container's root even through an absolute
+// symlink in it; a path that is a file is refused with Docker's message.
+func TestWorkdirCreated(t *testing.T) {
+	s := shared(t)
+	if out := s.MustDocker("run", "--rm", "-w", "/new/dir", "busybox", "pwd"); out != "/new/dir" {
+		t.Fatalf("pwd %q", out)
+	}
+	_, errOut, code := s.Docker("run", "--rm", "-w", "/bin/busybox", "busybox", "pwd")
+	if code != 125 || !strings.Contains(errOut, "Cannot mkdir: /bin/busybox is not a directory") {
+		t.Fatalf("workdir on a file: exit %d, %q", code, errOut)
+	}
+
+	host := t.TempDir()
+	id := s.MustDocker("create", "-w", "/esc/sub", "busybox", "true")
+	defer s.Docker("rm", "-f", id)
+	upper := filepath.Join(s.Root, "containers", id, "upper")
+	for i := 0; i < 100; i++ {
+		if _, err := os.Stat(upper); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := os.Symlink(host, filepath.Join(upper, "esc")); err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, code := s.Docker("start", "-a", id); code != 0 {
+		t.Fatalf("start: exit %d %q", code, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(host, "sub")); err == nil {
+		t.Fatal("the working directory was created outside the container, through a symlink")
+	}
+}
+
+// TestEventsStopKillLabelFilter: docker stop emits kill (signal 15, then 9
+// at the timeout), die and stop, as Docker's does; a label filter keeps only the labelled
+// container's events.
+func TestEventsStopKillLabelFilter(t *testing.T) {
+	s := shared(t)
+	label := uniq("evl")
+	since := time.Now().Unix()
+	a := s.MustDocker("run", "-d", "--label", "evtest="+label, "busybox", "sleep", "300")
+	b := s.MustDocker("run", "-d", "busybox", "sleep", "300")
+	s.MustDocker("stop", "-t", "1", a)
+	s.MustDocker("kill", b)
+	s.MustDocker("rm", a, b)
+	until := time.Now().Unix() + 1
+	out := s.MustDocker("events", "--since", fmt.Sprint(since), "--until", fmt.Sprint(until),
+		"--filter", "label=evtest="+label, "--format", `{{.Actor.ID}} {{.Action}} {{index .Actor.Attributes "signal"}}`)
+	var got []string
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		if f[0] != a {
+			t.Errorf("label filter let through %q", line)
+			continue
+		}
+		got = append(got, strings.Join(f[1:], ":"))
+	}
+	// sleep as pid 1 ignores SIGTERM: SIGKILL after the timeout
+	if want := "create,start,kill:15,kill:9,die,stop,destroy"; strings.Join(got, ",") != want {
+		t.Errorf("events %q, want %q", strings.Join(got, ","), want)
 	}
 }

@@ -24,7 +24,8 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 }
 
 // TestRestartPolicies: on-failure:N, always, unless-stopped and no, with
-// back-off, RestartCount and restart events; docker stop ends the policy;
+// back-off, RestartCount and restart events; docker stop suspends the policy
+// until the supervisor restarts (unless-stopped: for good);
 // the policies hold across a supervisor restart (SIGKILL).
 func TestRestartPolicies(t *testing.T) {
 	s := newStack(t)
@@ -69,16 +70,22 @@ func TestRestartPolicies(t *testing.T) {
 		return c.RestartCount == 2 && c.State.Status == "running" && c.State.Pid != pid && alive(c.State.Pid)
 	})
 
-	// docker stop ends the policy, and unless-stopped stays stopped across
-	// a supervisor restart
+	// docker stop suspends the policy until the supervisor restarts, as
+	// dockerd's restart does: always comes back then, unless-stopped stays
+	// stopped
 	s.MustDocker("stop", "-t", "1", always, unless)
-	s.KillSupervisor(syscall.SIGKILL)
-	s.StartSupervisor()
 	time.Sleep(1500 * time.Millisecond)
 	for _, id := range []string{unless, always} {
 		if c := mustInspect(t, s, id); c.State.Status != "exited" {
 			t.Errorf("%s restarted after docker stop: %+v", id[:12], c.State)
 		}
+	}
+	s.KillSupervisor(syscall.SIGKILL)
+	s.StartSupervisor()
+	waitState(t, s, always, "running", 10*time.Second)
+	time.Sleep(1500 * time.Millisecond)
+	if c := mustInspect(t, s, unless); c.State.Status != "exited" {
+		t.Errorf("unless-stopped restarted after docker stop and a supervisor restart: %+v", c.State)
 	}
 	// a manual start brings the policy back
 	s.MustDocker("start", unless)
@@ -90,8 +97,8 @@ func TestRestartPolicies(t *testing.T) {
 	if n := strings.Count(out, failing); n != 2 {
 		t.Errorf("%d restart events for on-failure:2, want 2:\n%s", n, out)
 	}
-	if n := strings.Count(out, always); n != 2 {
-		t.Errorf("%d restart events for always, want 2", n)
+	if n := strings.Count(out, always); n != 3 {
+		t.Errorf("%d restart events for always, want 3", n)
 	}
 	if p := checkReality(t, s, 10*time.Second); len(p) > 0 {
 		t.Errorf("records do not match reality: %v", p)

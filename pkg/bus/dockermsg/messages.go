@@ -68,6 +68,9 @@ type Container struct {
 	HostnamePath   string `json:"hostnamePath,omitempty"`
 	HostsPath      string `json:"hostsPath,omitempty"`
 	ResolvConfPath string `json:"resolvConfPath,omitempty"`
+	// Mounts are the container's binds, volumes and tmpfs mounts, resolved
+	// at create (volume names to their directories).
+	Mounts []MountPoint `json:"mounts,omitempty"`
 	// HasBeenManuallyStopped: stopped or killed by a user, so the restart
 	// policy does not bring it back (kept across supervisor restarts, which
 	// matters for unless-stopped).

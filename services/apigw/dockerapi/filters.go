@@ -134,7 +134,7 @@ func NormalizeImageRef(ref string) string {
 
 // The filters GET /events understands.
 var acceptedEventFilters = map[string]bool{
-	"type": true, "container": true, "event": true, "label": true, "image": true, "network": true,
+	"type": true, "container": true, "event": true, "label": true, "image": true, "volume": true, "network": true,
 }
 
 // ValidateEventFilters checks the keys of an events filter.
@@ -192,6 +192,9 @@ func MatchEvent(f filters.Args, m *events.Message) bool {
 		}
 	}
 	if f.Contains("label") && !f.MatchKVList("label", attrs) {
+		return false
+	}
+	if f.Contains("volume") && !f.FuzzyMatch("volume", m.Actor.ID) && !f.FuzzyMatch("volume", attrs["name"]) {
 		return false
 	}
 	return true

@@ -99,7 +99,7 @@ func ContainerInspect(c *dockermsg.Container) container.InspectResponse {
 				Data: map[string]string{},
 			},
 		},
-		Mounts:          []container.MountPoint{},
+		Mounts:          dockermsg.InspectMounts(c.Mounts),
 		Config:          cfg,
 		NetworkSettings: inspectNetworkSettings(c, netMode),
 	}
@@ -209,7 +209,7 @@ func ContainerSummary(c *dockermsg.Container, now time.Time) container.Summary {
 		NetworkSettings: &container.NetworkSettingsSummary{
 			Networks: inspectNetworkSettings(c, netMode).Networks,
 		},
-		Mounts: []container.MountPoint{},
+		Mounts: dockermsg.InspectMounts(c.Mounts),
 	}
 	s.HostConfig.NetworkMode = netMode
 	return s

@@ -2,13 +2,16 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -44,7 +47,7 @@ func TestRunDaemon(t *testing.T) {
 	go func() {
 		errc <- Run(ctx, DaemonOptions{
 			Hosts:       []string{"unix://" + sock, "tcp://" + tcpAddr},
-			Listen:      ListenOptions{InsecureTCP: true, Group: "0"},
+			Listen:      ListenOptions{InsecureTCP: true, Group: "daemon"},
 			NATSURL:     ns.ClientURL(),
 			Node:        testNode,
 			MetricsAddr: metricsAddr,
@@ -62,6 +65,11 @@ func TestRunDaemon(t *testing.T) {
 	fi, err := os.Stat(sock)
 	if err != nil || fi.Mode().Perm() != 0o660 || fi.Mode()&os.ModeSocket == 0 {
 		t.Fatalf("socket %v %v", fi.Mode(), err)
+	}
+	if g, err := user.LookupGroup("daemon"); err == nil && os.Geteuid() == 0 {
+		if gid := fmt.Sprint(fi.Sys().(*syscall.Stat_t).Gid); gid != g.Gid {
+			t.Fatalf("socket group %s, want daemon's %s", gid, g.Gid)
+		}
 	}
 	uc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return (&net.Dialer{}).DialContext(ctx, "unix", sock)

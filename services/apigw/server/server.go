@@ -143,6 +143,17 @@ func (s *Server) routes() http.Handler {
 	r.Post("/containers/{id}/resize", s.containerResize)
 	r.Get("/containers/{id}/logs", s.containerLogs)
 	r.Delete("/containers/{id}", s.containerRemove)
+	r.Head("/containers/{id}/archive", s.containerArchiveHead)
+	r.Get("/containers/{id}/archive", s.containerArchiveGet)
+	r.Put("/containers/{id}/archive", s.containerArchivePut)
+	r.Get("/containers/{id}/export", s.containerExport)
+	r.Get("/containers/{id}/changes", s.containerChanges)
+
+	r.Post("/volumes/create", s.volumeCreate)
+	r.Get("/volumes", s.volumeList)
+	r.Post("/volumes/prune", s.volumePrune)
+	r.Get("/volumes/{name}", s.volumeInspect)
+	r.Delete("/volumes/{name}", s.volumeRemove)
 
 	r.Get("/images/json", s.imageList)
 	r.Post("/images/create", s.imageCreate)

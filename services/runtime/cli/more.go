@@ -54,12 +54,16 @@ func cmdExec(g *globals, args []string) (int, error) {
 			return 1, fmt.Errorf("process: malformed: %v", err)
 		}
 	} else {
-		if len(f.args) < 2 {
+		cmdArgs := f.args[1:]
+		if len(cmdArgs) > 0 && cmdArgs[0] == "--" { // exec ID -- CMD ARGS
+			cmdArgs = cmdArgs[1:]
+		}
+		if len(cmdArgs) == 0 {
 			return 1, errors.New("exec needs a command or --process")
 		}
 		base := st.Config.Process
 		p = *base
-		p.Args = f.args[1:]
+		p.Args = cmdArgs
 		p.Terminal = f.boolean("tty")
 		p.Env = append(append([]string{}, base.Env...), f.list("env")...)
 		if c := f.str("cwd"); c != "" {

@@ -3,6 +3,7 @@ package integration
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -105,6 +106,27 @@ func TestBadConfig(t *testing.T) {
 	badCreate(t, e, b, "badseccomp", "unsupported action")
 	b = e.bundle([]string{"true"}, func(s *specs.Spec) { s.Process.Terminal = true })
 	badCreate(t, e, b, "noconsole", "console-socket")
+	// sysctls that would change the host, and a mount hiding part of /proc
+	b = e.bundle([]string{"true"}, func(s *specs.Spec) { s.Linux.Sysctl = map[string]string{"vm.stat_interval": "2"} })
+	badCreate(t, e, b, "hostsysctl", `sysctl "vm.stat_interval" is not in a separate kernel namespace`)
+	b = e.bundle([]string{"true"}, func(s *specs.Spec) {
+		s.Linux.Sysctl = map[string]string{"net.ipv4.ip_forward": "1"}
+		s.Linux.Namespaces = slices.DeleteFunc(s.Linux.Namespaces, func(n specs.LinuxNamespace) bool { return n.Type == specs.NetworkNamespace })
+	})
+	badCreate(t, e, b, "hostnetsysctl", `sysctl "net.ipv4.ip_forward" not allowed in host network namespace`)
+	b = e.bundle([]string{"true"}, func(s *specs.Spec) {
+		s.Linux.Sysctl = map[string]string{"kernel.shmmax": "1000000"}
+		s.Linux.Namespaces = slices.DeleteFunc(s.Linux.Namespaces, func(n specs.LinuxNamespace) bool { return n.Type == specs.IPCNamespace })
+	})
+	badCreate(t, e, b, "hostipcsysctl", `sysctl "kernel.shmmax" is not allowed in the hosts ipc namespace`)
+	b = e.bundle([]string{"true"}, func(s *specs.Spec) {
+		s.Mounts = append(s.Mounts, specs.Mount{Destination: "/proc/sys", Type: "tmpfs", Source: "tmpfs"})
+	})
+	badCreate(t, e, b, "procmount", `"/proc/sys" cannot be mounted because it is inside /proc`)
+	b = e.bundle([]string{"true"}, func(s *specs.Spec) { s.Process.Env = append(s.Process.Env, "=x") })
+	badCreate(t, e, b, "emptyenv", `invalid environment variable "=x": name cannot be empty`)
+	b = e.bundle([]string{"true"}, func(s *specs.Spec) { s.Process.Env = append(s.Process.Env, "A=b\x00c") })
+	badCreate(t, e, b, "nulenv", `invalid environment variable "A": contains a nul byte`)
 }
 
 func TestBadIDs(t *testing.T) {

@@ -161,3 +161,41 @@ func TestFeaturesAndSpec(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestGlobalFlagsRunDetachExecArgs: --log-format text and --debug write
+// runc-style lines to --log, --systemd-cgroup is accepted with a warning,
+// run --detach returns with the container running, exec takes its command
+// after "--".
+func TestGlobalFlagsRunDetachExecArgs(t *testing.T) {
+	e := newEnv(t)
+	log := filepath.Join(t.TempDir(), "log")
+	if r := e.rt("--log", log, "--log-format", "text", "state", "nosuch"); r.code != 1 || strings.Count(r.stderr, "\n") != 1 {
+		t.Fatalf("state of a missing container: %v", r)
+	}
+	b, _ := os.ReadFile(log)
+	if !strings.Contains(string(b), "level=error msg=") || !strings.Contains(string(b), "nosuch") || strings.HasPrefix(string(b), "{") {
+		t.Fatalf("text log: %q", b)
+	}
+	if r := e.rt("--log", log, "--systemd-cgroup", "list"); r.code != 0 {
+		t.Fatalf("--systemd-cgroup: %v", r)
+	}
+	if b, _ = os.ReadFile(log); !strings.Contains(string(b), "level=warning") || !strings.Contains(string(b), "systemd") {
+		t.Fatalf("no systemd-cgroup warning in the log: %q", b)
+	}
+	bundle := e.bundle([]string{"sleep", "100"}, nil)
+	if r := e.rt("--debug", "--log", log, "run", "--detach", "--bundle", bundle, "det"); r.code != 0 {
+		t.Fatalf("run --detach: %v", r)
+	}
+	if b, _ = os.ReadFile(log); !strings.Contains(string(b), "level=debug") || !strings.Contains(string(b), "init ready") {
+		t.Fatalf("--debug wrote no phase timings: %q", b)
+	}
+	st := e.state("det")
+	if st.Status != "running" {
+		t.Fatalf("after run --detach: %+v", st)
+	}
+	if r := e.ok("exec", "det", "--", "sh", "-c", "echo in-$((1+1))"); r.stdout != "in-2\n" {
+		t.Fatalf("exec -- args: %v", r)
+	}
+	e.ok("delete", "--force", "det")
+	reap(t, st.Pid)
+}

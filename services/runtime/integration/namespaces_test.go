@@ -3,6 +3,8 @@ package integration
 import (
 	"fmt"
 	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -123,5 +125,65 @@ func TestTimeNamespace(t *testing.T) {
 	}
 	if up, _ := strconv.Atoi(f[0]); up < 31536000 {
 		t.Fatalf("uptime %d not shifted by a year", up)
+	}
+}
+
+// TestJoinUserCgroupTimeByPath: a container joins another's user, cgroup
+// and time namespaces by path, keeping that one's id mapping and clock
+// offset (the spec carries no mapping or offset of its own then).
+func TestJoinUserCgroupTimeByPath(t *testing.T) {
+	e := newEnv(t)
+	pidA := e.create("nsown", e.bundle([]string{"sleep", "100"}, func(s *specs.Spec) {
+		s.Linux.Namespaces = append(s.Linux.Namespaces,
+			specs.LinuxNamespace{Type: specs.UserNamespace}, specs.LinuxNamespace{Type: specs.TimeNamespace})
+		s.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 200000, Size: 65536}}
+		s.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 200000, Size: 65536}}
+		s.Linux.TimeOffsets = map[string]specs.LinuxTimeOffset{"boottime": {Secs: 86400 * 365}}
+		var ms []specs.Mount
+		for _, m := range s.Mounts {
+			if m.Type != "cgroup" {
+				ms = append(ms, m)
+			}
+		}
+		s.Mounts = ms
+	}))
+	e.ok("start", "nsown")
+	defer func() { e.ok("delete", "--force", "nsown"); reap(t, pidA) }()
+	b := e.bundle([]string{"sh", "-c", "cat /proc/self/uid_map; cut -d. -f1 /proc/uptime; for n in user cgroup time; do readlink /proc/self/ns/$n; done"}, func(s *specs.Spec) {
+		var ms []specs.Mount
+		for _, m := range s.Mounts {
+			if m.Type != "cgroup" {
+				ms = append(ms, m)
+			}
+		}
+		s.Mounts = ms
+		for _, n := range []struct {
+			t    specs.LinuxNamespaceType
+			proc string
+		}{{specs.UserNamespace, "user"}, {specs.CgroupNamespace, "cgroup"}, {specs.TimeNamespace, "time"}} {
+			s.Linux.Namespaces = slices.DeleteFunc(s.Linux.Namespaces, func(ns specs.LinuxNamespace) bool { return ns.Type == n.t })
+			s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: n.t, Path: fmt.Sprintf("/proc/%d/ns/%s", pidA, n.proc)})
+		}
+	})
+	// the joining container's rootfs is reachable by the mapped root
+	if err := os.Chown(filepath.Join(b, "rootfs"), 200000, 200000); err != nil {
+		t.Fatal(err)
+	}
+	r := e.run(b)
+	if r.code != 0 {
+		t.Fatal(r)
+	}
+	f := strings.Fields(r.stdout)
+	if len(f) != 7 || f[1] != "200000" {
+		t.Fatalf("user namespace by path: %q", r.stdout)
+	}
+	if up, _ := strconv.Atoi(f[3]); up < 86400*365 {
+		t.Errorf("time namespace by path: uptime %d not shifted", up)
+	}
+	for i, n := range []string{"user", "cgroup", "time"} {
+		want, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", pidA, n))
+		if f[4+i] != want {
+			t.Errorf("%s namespace %s, want %s", n, f[4+i], want)
+		}
 	}
 }

@@ -87,6 +87,7 @@ type spawnOpts struct {
 	cgroupDir   string   // v2 directory for CLONE_INTO_CGROUP
 	joins       []namespaces.Join
 	cloneFlags  uintptr
+	unshare     uintptr // created by the constructor after the joins (a joined user namespace)
 	uidMaps     []syscall.SysProcIDMap
 	gidMaps     []syscall.SysProcIDMap
 	stdio       []*os.File
@@ -125,16 +126,18 @@ func spawn(o spawnOpts) (*spawned, error) {
 	syncFd := len(files)
 	files = append(files, child, exeFile)
 	files = append(files, o.extra...)
+	forks := o.unshare&unix.CLONE_NEWPID != 0
 	for _, j := range o.joins {
-		if j.Type == specs.PIDNamespace || j.Type == specs.TimeNamespace {
-			// The constructor forks; we adopt the grandchild.
-			_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-		}
+		forks = forks || j.Type == specs.PIDNamespace
+	}
+	if forks {
+		// The constructor forks; we adopt the grandchild.
+		_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 	}
 	attr := &os.ProcAttr{
 		Dir: o.dir,
 		Env: []string{"_BERTH_SYNCFD=" + strconv.Itoa(syncFd), "_BERTH_NSENTER=" + namespaces.Env(o.joins),
-			"_BERTH_CGROUP_TASKS=" + strings.Join(o.cgroupTasks, ":"),
+			"_BERTH_CGROUP_TASKS=" + strings.Join(o.cgroupTasks, ":"), "_BERTH_UNSHARE=" + strconv.Itoa(int(o.unshare)),
 			// The init is short-lived and single-minded: one P, no GC.
 			// (Its environment is replaced by the container's at exec.)
 			"GOMAXPROCS=1", "GOGC=off"},
@@ -307,6 +310,10 @@ func Create(o CreateOpts) (st *State, err error) {
 		stdio:      stdio(),
 		preserve:   o.PreserveFds,
 		dir:        bundle,
+	}
+	if len(plan.Join) > 0 && plan.Join[0].Type == specs.UserNamespace {
+		// new namespaces must belong to the joined user namespace
+		so.cloneFlags, so.unshare = 0, plan.CloneFlags
 	}
 	if plan.CloneFlags&unix.CLONE_NEWUSER != 0 {
 		so.uidMaps, so.gidMaps = idMaps(spec.Linux.UIDMappings), idMaps(spec.Linux.GIDMappings)

@@ -93,6 +93,12 @@ func validateSpec(s *specs.Spec, bundle string) error {
 		if m.Destination == "" {
 			return errors.New("mount with an empty destination")
 		}
+		if err := checkProcMount(m); err != nil {
+			return err
+		}
+	}
+	if err := validateSysctls(l.Sysctl, l.Namespaces); err != nil {
+		return err
 	}
 	for _, d := range l.Devices {
 		switch d.Type {
@@ -128,6 +134,17 @@ func validateProcess(p *specs.Process) error {
 	if p.Cwd == "" || !filepath.IsAbs(p.Cwd) {
 		return fmt.Errorf("process.cwd %q must be an absolute path", p.Cwd)
 	}
+	for _, kv := range p.Env {
+		name, _, ok := strings.Cut(kv, "=")
+		switch {
+		case !ok:
+			return fmt.Errorf("invalid environment variable %q: missing '='", kv)
+		case name == "":
+			return fmt.Errorf("invalid environment variable %q: name cannot be empty", kv)
+		case strings.IndexByte(kv, 0) >= 0:
+			return fmt.Errorf("invalid environment variable %q: contains a nul byte", name)
+		}
+	}
 	if c := p.Capabilities; c != nil {
 		for _, set := range [][]string{c.Bounding, c.Effective, c.Inheritable, c.Permitted, c.Ambient} {
 			if _, err := process.ParseCaps(set); err != nil {
@@ -139,4 +156,72 @@ func validateProcess(p *specs.Process) error {
 		return err
 	}
 	return process.CheckAppArmor(p.ApparmorProfile)
+}
+
+// ipcSysctls are the sysctls of the IPC namespace (with fs.mqueue.*).
+var ipcSysctls = map[string]bool{
+	"kernel.msgmax": true, "kernel.msgmnb": true, "kernel.msgmni": true, "kernel.sem": true,
+	"kernel.shmall": true, "kernel.shmmax": true, "kernel.shmmni": true, "kernel.shm_rmid_forced": true,
+}
+
+// validateSysctls refuses, as runc does, a sysctl that is not confined to a
+// namespace of the container's own: written from inside, it would change
+// the host.
+func validateSysctls(sysctls map[string]string, nss []specs.LinuxNamespace) error {
+	for k := range sysctls {
+		name := strings.ReplaceAll(k, "/", ".")
+		switch {
+		case ipcSysctls[name] || strings.HasPrefix(name, "fs.mqueue."):
+			if !namespaces.Has(nss, specs.IPCNamespace) || isHostNS(nss, specs.IPCNamespace, "ipc") {
+				return fmt.Errorf("sysctl %q is not allowed in the hosts ipc namespace", k)
+			}
+		case strings.HasPrefix(name, "net."):
+			if !namespaces.Has(nss, specs.NetworkNamespace) || isHostNS(nss, specs.NetworkNamespace, "net") {
+				return fmt.Errorf("sysctl %q not allowed in host network namespace", k)
+			}
+		case name == "kernel.domainname" && namespaces.Has(nss, specs.UTSNamespace) && !isHostNS(nss, specs.UTSNamespace, "uts"):
+		case name == "kernel.hostname" && namespaces.Has(nss, specs.UTSNamespace):
+			return fmt.Errorf("sysctl %q is not allowed as it conflicts with the OCI %q field", k, "hostname")
+		default:
+			return fmt.Errorf("sysctl %q is not in a separate kernel namespace", k)
+		}
+	}
+	return nil
+}
+
+// isHostNS tells whether the namespace of type t is joined by a path that
+// is the runtime's own (the host's) namespace of that kind.
+func isHostNS(nss []specs.LinuxNamespace, t specs.LinuxNamespaceType, proc string) bool {
+	for _, ns := range nss {
+		if ns.Type != t || ns.Path == "" {
+			continue
+		}
+		a, err1 := os.Stat(ns.Path)
+		b, err2 := os.Stat("/proc/self/ns/" + proc)
+		return err1 == nil && err2 == nil && os.SameFile(a, b)
+	}
+	return false
+}
+
+// procMountable are the files below /proc a mount may cover (what lxcfs
+// provides), as runc allows; anything else there could hide or fake the
+// kernel's view from the container's own processes' security checks.
+var procMountable = map[string]bool{
+	"/proc/cpuinfo": true, "/proc/diskstats": true, "/proc/meminfo": true, "/proc/stat": true,
+	"/proc/swaps": true, "/proc/uptime": true, "/proc/loadavg": true, "/proc/slabinfo": true,
+	"/proc/net/dev": true, "/proc/sys/kernel/ns_last_pid": true,
+}
+
+func checkProcMount(m specs.Mount) error {
+	dest := filepath.Clean("/" + m.Destination)
+	if dest == "/proc" {
+		if m.Type != "proc" {
+			return fmt.Errorf("%q cannot be mounted because it is not of type proc", m.Destination)
+		}
+		return nil
+	}
+	if strings.HasPrefix(dest, "/proc/") && !procMountable[dest] {
+		return fmt.Errorf("%q cannot be mounted because it is inside /proc", m.Destination)
+	}
+	return nil
 }

@@ -37,7 +37,8 @@ static int nstype(const char *t)
 	return -1;
 }
 
-/* _BERTH_NSENTER="type:path,type:path,..." (user first, mnt last), _BERTH_SYNCFD=n */
+/* _BERTH_NSENTER="type:path,type:path,..." (user first, mnt last), _BERTH_SYNCFD=n,
+ * _BERTH_UNSHARE=clone flags to unshare after the joins */
 void berth_nsenter(void)
 {
 	const char *spec = getenv("_BERTH_NSENTER");
@@ -47,6 +48,7 @@ void berth_nsenter(void)
 	char *paths[MAXNS];
 
 	const char *cg = getenv("_BERTH_CGROUP_TASKS");
+	const char *us = getenv("_BERTH_UNSHARE");
 
 	if (spec == NULL)
 		return;
@@ -93,7 +95,22 @@ void berth_nsenter(void)
 			if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
 				fail("become root in", paths[i], errno);
 		}
-		if (types[i] == CLONE_NEWPID || types[i] == 0x00000080)
+		/* A joined pid namespace takes effect for children only; a joined
+		 * time namespace at once (and a fork would be fatal if this
+		 * process is pid 1 of a new pid namespace). */
+		if (types[i] == CLONE_NEWPID)
+			needfork = 1;
+	}
+	/*
+	 * The namespaces to create once a user namespace has been joined, so
+	 * that they belong to it (created by clone, they would belong to the
+	 * runtime's and deny the container's root, e.g. sethostname).
+	 */
+	if (us != NULL && *us) {
+		int flags = atoi(us);
+		if (unshare(flags) < 0)
+			fail("unshare", "", errno);
+		if (flags & CLONE_NEWPID)
 			needfork = 1;
 	}
 	if (needfork) {

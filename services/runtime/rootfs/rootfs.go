@@ -22,6 +22,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"berth/pkg/securejoin"
 	v1 "berth/services/runtime/cgroups/v1"
 )
 
@@ -194,7 +195,7 @@ func ensureFile(p string) error {
 }
 
 func (c *Config) mount(m specs.Mount) error {
-	dest, err := SecureJoin(c.Rootfs, m.Destination)
+	dest, err := securejoin.Join(c.Rootfs, m.Destination)
 	if err != nil {
 		return err
 	}
@@ -400,7 +401,7 @@ func (c *Config) hostDevice(p string, major, minor uint32) bool {
 }
 
 func (c *Config) createDevice(d specs.LinuxDevice) error {
-	dest, err := SecureJoin(c.Rootfs, d.Path)
+	dest, err := securejoin.Join(c.Rootfs, d.Path)
 	if err != nil {
 		return err
 	}

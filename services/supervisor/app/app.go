@@ -21,6 +21,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 
 	"berth/pkg/bus"
@@ -31,6 +32,7 @@ import (
 	"berth/services/supervisor/natsd"
 	"berth/services/supervisor/network"
 	"berth/services/supervisor/server"
+	"berth/services/supervisor/volumes"
 )
 
 // Config is the supervisor's configuration (its flags).
@@ -144,6 +146,7 @@ type Supervisor struct {
 	Conn       *nats.Conn
 	Containers *containers.Manager
 	Images     *image.Store
+	Volumes    *volumes.Store
 	Server     *server.Server
 	MetricsURL string
 
@@ -250,6 +253,12 @@ func StartContext(ctx context.Context, c Config) (_ *Supervisor, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("image store: %w", err)
 	}
+	s.Volumes, err = volumes.Open(filepath.Join(c.Root, "volumes"), log, func(action, name string, attrs map[string]string) {
+		srv.PublishEvent("volume", action, name, attrs)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("volume store: %w", err)
+	}
 	var met *metrics.Metrics
 	var netw *network.Manager
 	if c.Network.Bridge != "" && c.Network.Bridge != "none" { // empty: an in-process Config without networking
@@ -265,7 +274,7 @@ func StartContext(ctx context.Context, c Config) (_ *Supervisor, err error) {
 		ShimBin: c.Shim, RuntimeBin: c.Runtime,
 		NATSURL: s.NATSURL, NATSUser: c.NATSUser, NATSPass: c.NATSPassword,
 		ShimCredentials: shimCreds,
-		Images:          s.Images, Conn: s.Conn, Logger: log,
+		Images:          s.Images, Volumes: s.Volumes, Conn: s.Conn, Logger: log,
 		Event:   srv.PublishEvent,
 		Network: netw,
 		OnRunning: func(d time.Duration) {
@@ -282,9 +291,12 @@ func StartContext(ctx context.Context, c Config) (_ *Supervisor, err error) {
 		Event: func(action, id string, attrs map[string]string) { srv.PublishEvent("image", action, id, attrs) },
 	})
 	met = metrics.New(s.Containers.Counts, func() int { return s.Containers.Counts()["running"] + s.Containers.Counts()["paused"] })
+	met.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "berth_supervisor_volumes", Help: "Volumes (named and anonymous)."},
+		func() float64 { return float64(s.Volumes.Count()) }))
 	srv.Metrics = met
 	srv.Containers = s.Containers
 	srv.Images = s.Images
+	srv.Volumes = s.Volumes
 	srv.Info = s.info
 	if err := srv.Start(); err != nil {
 		return nil, err

@@ -186,6 +186,7 @@ func (m *Manager) startLocked(ctx context.Context, c *ctr) error {
 	initPid, err := m.launch(ctx, &rec)
 	if err != nil {
 		m.cleanupRun(id)
+		m.teardownMounts(&rec)
 		code := 128
 		msg := err.Error()
 		switch {
@@ -232,6 +233,7 @@ func (m *Manager) startLocked(ctx context.Context, c *ctr) error {
 	if m.cfg.OnRunning != nil {
 		m.cfg.OnRunning(time.Since(t0))
 	}
+	m.volumeEvents(&rec, "mount")
 	m.event(c, "start")
 	m.log.Debug("start: done", "id", id)
 	if pending != nil {
@@ -252,16 +254,13 @@ func (m *Manager) launch(ctx context.Context, rec *dockermsg.Container) (int, er
 	if err := m.mountRootfs(id, m.cfg.Images.LayerDirs(img), rec.HostConfig != nil && rec.HostConfig.AutoRemove); err != nil {
 		return 0, err
 	}
-	// like Docker's -v, a missing bind source directory is created
-	if rec.HostConfig != nil {
-		for _, b := range rec.HostConfig.Binds {
-			if src, _, ok := strings.Cut(b, ":"); ok && filepath.IsAbs(src) {
-				if _, err := os.Stat(src); errors.Is(err, os.ErrNotExist) {
-					if err := os.MkdirAll(src, 0o755); err != nil {
-						return 0, fmt.Errorf("creating bind source %s: %w", src, err)
-					}
-				}
-			}
+	mounts, err := m.setupMounts(rec, m.rootfs(id))
+	if err != nil {
+		return 0, err
+	}
+	if wd := rec.Config.WorkingDir; wd != "" && wd != "/" {
+		if err := makeWorkdir(m.rootfs(id), wd); err != nil {
+			return 0, err
 		}
 	}
 	m.log.Debug("start: rootfs mounted", "id", id)
@@ -282,7 +281,7 @@ func (m *Manager) launch(ctx context.Context, rec *dockermsg.Container) (int, er
 		cp.Hostname = netw.hostname
 		cfg = &cp
 	}
-	spec, err := specconv.Spec(specconv.Options{ID: id, Config: cfg, HostConfig: rec.HostConfig, Rootfs: m.rootfs(id), EtcFiles: etc, NetNSPath: netw.nsPath})
+	spec, err := specconv.Spec(specconv.Options{ID: id, Config: cfg, HostConfig: rec.HostConfig, Rootfs: m.rootfs(id), EtcFiles: etc, NetNSPath: netw.nsPath, Mounts: mounts})
 	if err != nil {
 		return 0, err
 	}
@@ -518,6 +517,7 @@ func (m *Manager) applyExit(c *ctr, rep bus.ExitReport) {
 	c.oomSeen = c.oomSeen || rep.OOMKilled
 	ch := c.exited
 	id := c.rec.ID
+	rec := c.rec
 	autoRemove := c.rec.HostConfig != nil && c.rec.HostConfig.AutoRemove
 	m.mu.Unlock()
 	m.log.Debug("exit: applying", "id", id)
@@ -536,6 +536,8 @@ func (m *Manager) applyExit(c *ctr, rep bus.ExitReport) {
 		m.event(c, "oom")
 	}
 	m.event(c, "die", "exitCode", strconv.Itoa(rep.ExitCode), "execDuration", strconv.Itoa(int(at.Sub(st.StartedAt).Seconds())))
+	m.teardownMounts(&rec)
+	m.volumeEvents(&rec, "unmount")
 	m.log.Debug("exit: die published", "id", id)
 	select {
 	case <-ch:

@@ -46,6 +46,7 @@ type Config struct {
 	// shim NATSUser and NATSPass.
 	ShimCredentials func(id string) (user, password string)
 	Images          *image.Store
+	Volumes         Volumes // nil: no volumes (a container asking for one fails)
 	Conn            *nats.Conn
 	Logger          *slog.Logger
 	Event           func(typ, action, id string, attrs map[string]string)
@@ -79,6 +80,7 @@ type ctr struct {
 	exited      chan struct{} // closed when the current run ends
 	oomSeen     bool
 	removed     bool
+	rmVolumes   bool         // docker rm -v: the removal takes the anonymous volumes (c.op held)
 	restart     restartState // the restart policy's back-off and pending restart
 }
 
@@ -165,6 +167,7 @@ func (m *Manager) restore() error {
 		c := &ctr{rec: *rec, exited: closedChan()}
 		m.byID[rec.ID] = c
 		m.names[rec.Name] = rec.ID
+		m.restoreVolumes(c)
 		if k, err := os.ReadFile(filepath.Join(dir, keyFile)); err == nil && time.Since(rec.Created) < KeyTTL {
 			m.keys[string(k)] = rec.ID
 		}
@@ -408,6 +411,10 @@ func (m *Manager) Create(req *dockermsg.CreateRequest) (*dockermsg.CreateRespons
 	if err := validateHostConfig(hc); err != nil {
 		return nil, err
 	}
+	mounts, err := specconv.ParseMounts(&cfg, hc, pathExists)
+	if err != nil {
+		return nil, err
+	}
 	netSettings, warnings, err := m.configureNetworks(&cfg, hc, req.NetworkingConfig)
 	if err != nil {
 		return nil, err
@@ -467,8 +474,13 @@ func (m *Manager) Create(req *dockermsg.CreateRequest) (*dockermsg.CreateRespons
 		delete(m.names, name)
 		m.mu.Unlock()
 		_ = os.RemoveAll(m.dir(id))
+		m.releaseVolumes(id, mounts, true)
 		return nil, err
 	}
+	if err := m.acquireVolumes(id, hc, mounts); err != nil {
+		return fail(err)
+	}
+	c.rec.Mounts = mounts
 	if err := os.Mkdir(m.dir(id), 0o710); err != nil {
 		return fail(err)
 	}
@@ -661,8 +673,8 @@ func (m *Manager) Rename(ref, newName string) error {
 	return nil
 }
 
-// Remove is `docker rm`.
-func (m *Manager) Remove(ctx context.Context, ref string, force bool) error {
+// Remove is `docker rm`; removeVolumes (-v) takes its anonymous volumes too.
+func (m *Manager) Remove(ctx context.Context, ref string, force, removeVolumes bool) error {
 	c, err := m.resolve(ref)
 	if err != nil {
 		return err
@@ -689,6 +701,7 @@ func (m *Manager) Remove(ctx context.Context, ref string, force bool) error {
 		}
 	}
 	m.cancelRestart(c, false)
+	c.rmVolumes = removeVolumes
 	return m.removeLocked(c)
 }
 
@@ -746,6 +759,7 @@ func (m *Manager) removeLocked(c *ctr) error {
 		delete(m.names, c.rec.Name)
 	}
 	m.mu.Unlock()
+	m.releaseVolumes(id, c.rec.Mounts, c.rmVolumes || (c.rec.HostConfig != nil && c.rec.HostConfig.AutoRemove))
 	m.event(c, "destroy")
 	m.log.Debug("remove: destroy published", "id", id)
 	return nil

@@ -121,17 +121,27 @@ func (m *Manager) manualStart(c *ctr) {
 }
 
 // restoreRestartPolicies restarts, after a supervisor restart, the stopped
-// containers whose policy wants them running (Docker does the same when
-// dockerd starts): those that ran before and were not stopped by a user.
+// containers whose policy wants them running, as dockerd does when it
+// starts: those that ran before. A stop by a user suspends a policy only
+// until the daemon restarts, except unless-stopped's.
 func (m *Manager) restoreRestartPolicies() {
 	m.mu.Lock()
-	var cands []*ctr
+	var cands, resumed []*ctr
 	for _, c := range m.byID {
 		if !isRunningState(c.rec.State.Status) && !c.rec.State.StartedAt.IsZero() && c.rec.State.Status == "exited" {
 			cands = append(cands, c)
+			if c.rec.HasBeenManuallyStopped && c.rec.HostConfig != nil && c.rec.HostConfig.RestartPolicy.Name != container.RestartPolicyUnlessStopped {
+				c.rec.HasBeenManuallyStopped = false
+				resumed = append(resumed, c)
+			}
 		}
 	}
 	m.mu.Unlock()
+	for _, c := range resumed {
+		if err := m.save(c); err != nil {
+			m.log.Error("saving record", "id", c.rec.ID, "err", err)
+		}
+	}
 	for _, c := range cands {
 		m.mu.Lock()
 		code := c.rec.State.ExitCode

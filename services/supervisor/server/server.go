@@ -23,6 +23,7 @@ import (
 	"berth/services/supervisor/containers"
 	"berth/services/supervisor/metrics"
 	"berth/services/supervisor/network"
+	"berth/services/supervisor/volumes"
 )
 
 // IdempotencyTTL is how long a command's answer is kept for retries with
@@ -36,6 +37,7 @@ type Server struct {
 	JS         jetstream.JetStream // may be nil (no JetStream): events go out on core NATS only
 	Containers *containers.Manager
 	Images     *image.Store
+	Volumes    *volumes.Store
 	Metrics    *metrics.Metrics
 	Log        *slog.Logger
 	Info       func() bus.Info
@@ -144,6 +146,7 @@ var stateChanging = map[string]bool{
 	"containers.create": true, "containers.start": true, "containers.stop": true, "containers.kill": true,
 	"containers.restart": true, "containers.remove": true, "containers.rename": true, "containers.prune": true,
 	"images.tag": true, "images.remove": true, "images.import": true,
+	"volumes.create": true, "volumes.remove": true, "volumes.prune": true,
 	"networks.create": true, "networks.remove": true, "networks.connect": true, "networks.disconnect": true, "networks.prune": true,
 }
 
@@ -197,6 +200,8 @@ func (s *Server) dispatch(area, verb string, m *nats.Msg) (any, error) {
 		return s.containerCommand(ctx, verb, m)
 	case bus.AreaImages:
 		return s.imageCommand(ctx, verb, m)
+	case bus.AreaVolumes:
+		return s.volumeCommand(verb, m)
 	case bus.AreaNetworks:
 		return s.networkCommand(verb, m)
 	case bus.AreaSystem:
@@ -273,7 +278,7 @@ func (s *Server) containerCommand(ctx context.Context, verb string, m *nats.Msg)
 		if err := needID(req.ID); err != nil {
 			return nil, err
 		}
-		return nil, cm.Remove(ctx, req.ID, req.Force)
+		return nil, cm.Remove(ctx, req.ID, req.Force, req.RemoveVolumes)
 	case bus.VerbRename:
 		req, err := decode[bus.RenameRequest](m.Data)
 		if err != nil {
@@ -310,6 +315,8 @@ func (s *Server) containerCommand(ctx context.Context, verb string, m *nats.Msg)
 			return nil, err
 		}
 		return s.logs(req)
+	case bus.VerbArchiveStat, bus.VerbArchiveGet, bus.VerbArchivePut, bus.VerbExport, bus.VerbChanges:
+		return s.fileCommand(verb, m)
 	}
 	return nil, errdefs.New(errdefs.NotImplemented, "unknown container command %q", verb)
 }

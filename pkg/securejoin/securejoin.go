@@ -1,4 +1,4 @@
-package rootfs
+package securejoin
 
 import (
 	"errors"
@@ -7,10 +7,10 @@ import (
 	"strings"
 )
 
-// SecureJoin resolves unsafe inside root, following symlinks as if root
+// Join resolves unsafe inside root, following symlinks as if root
 // were "/", so a symlink in the image can never point a mount outside the
 // container's root filesystem.
-func SecureJoin(root, unsafe string) (string, error) {
+func Join(root, unsafe string) (string, error) {
 	var resolved string // relative to root, always clean and inside
 	rest := filepath.Clean("/" + unsafe)
 	links := 0
