@@ -57,7 +57,9 @@ fuzz:
 	scripts/fuzz.sh 60s
 
 # 200 containers through create/start/stop/remove with random supervisor
-# kills and bus restarts; checks every record against reality (not in CI).
+# kills and bus restarts, on the embedded NATS (TestSoak) and on an external
+# one killed on its own (TestSoakExternalBus); checks every record against
+# reality (not in CI).
 soak: build
 	BERTH_SOAK=1 BERTH_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 60m -run TestSoak -v ./tests/faults/
 

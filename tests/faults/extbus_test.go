@@ -2,6 +2,7 @@ package faults
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -23,10 +24,7 @@ import (
 // configured from deploy/nats.conf (auth callout for the shims).
 func newExtStack(t *testing.T) *stack.Stack {
 	t.Helper()
-	s := stack.StartExternal(t)
-	dumpLogsOnFailure(t, s)
-	s.ImportBusybox()
-	return s
+	return withBusybox(t, stack.StartExternal(t))
 }
 
 // TestExtBusAuth: an external NATS server configured from deploy/nats.conf
@@ -81,6 +79,15 @@ func TestForgedExitReportRefused(t *testing.T) {
 	log, _ := os.ReadFile(filepath.Join(filepath.Dir(s.Root), "supervisor.log"))
 	if !strings.Contains(string(log), "REFUSED an exit report") {
 		t.Error("the supervisor did not log the refused report")
+	}
+	if resp, err := http.Get("http://" + s.SupervisorMetrics + "/metrics"); err != nil {
+		t.Error(err)
+	} else {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(b), "\nberth_supervisor_exit_reports_refused_total 1\n") {
+			t.Error("berth_supervisor_exit_reports_refused_total is not 1")
+		}
 	}
 	// the genuine exit goes through
 	s.MustDocker("kill", id)

@@ -19,6 +19,9 @@ type Metrics struct {
 	Duration        *prometheus.HistogramVec
 	CreateToRunning prometheus.Histogram
 	BusErrors       prometheus.Counter
+	// RefusedExits counts exit reports refused because the container's
+	// init process still ran: forged (a shim's stolen credentials) or misrouted.
+	RefusedExits prometheus.Counter
 }
 
 type stateCollector struct {
@@ -53,8 +56,11 @@ func New(counts func() map[string]int, shims func() int) *Metrics {
 		BusErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "berth_supervisor_bus_errors_total", Help: "Failed bus operations (publish, reply, JetStream).",
 		}),
+		RefusedExits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "berth_supervisor_exit_reports_refused_total", Help: "Exit reports refused because the container's init process still ran (forged or misrouted).",
+		}),
 	}
-	m.Registry.MustRegister(m.Commands, m.Duration, m.CreateToRunning, m.BusErrors,
+	m.Registry.MustRegister(m.Commands, m.Duration, m.CreateToRunning, m.BusErrors, m.RefusedExits,
 		&stateCollector{desc: prometheus.NewDesc("berth_supervisor_containers", "Containers by state.", []string{"state"}, nil), counts: counts},
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "berth_supervisor_shims_running", Help: "Running shims."}, func() float64 { return float64(shims()) }),
 		collectors.NewGoCollector(),

@@ -415,7 +415,11 @@ func (s *Server) handleReport(m *nats.Msg) {
 			s.respond(m, bus.EncodeReply(nil, errdefs.New(errdefs.InvalidParameter, "exit report for %s on the subject of %s", rep.ID, id)))
 			return
 		}
-		s.respond(m, bus.EncodeReply(nil, s.Containers.HandleExit(rep)))
+		err := s.Containers.HandleExit(rep)
+		if errdefs.Is(err, errdefs.Conflict) && s.Metrics != nil {
+			s.Metrics.RefusedExits.Inc()
+		}
+		s.respond(m, bus.EncodeReply(nil, err))
 	case bus.ReportOOM:
 		s.Containers.HandleOOM(id)
 		s.respond(m, bus.EncodeReply(nil, nil))
