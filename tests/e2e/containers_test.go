@@ -124,8 +124,13 @@ func waitLog(t *testing.T, s interface {
 func TestLogsTailFollow(t *testing.T) {
 	s := shared(t)
 	name := uniq("logs")
-	s.MustDocker("run", "-d", "--name", name, "busybox", "sh", "-c", "for i in 1 2 3 4 5; do echo line$i; done; sleep 1; echo last")
+	s.MustDocker("run", "-d", "--name", name, "busybox", "sh", "-c", "for i in 1 2 3 4 5; do echo line$i; done; sleep 3; echo last")
 	defer s.Docker("rm", "-f", name)
+	// --tail counts the lines logged when the request comes: wait for the
+	// first five (a loaded machine may start the container late)
+	for i := 0; i < 100 && !strings.Contains(s.MustDocker("logs", name), "line5"); i++ {
+		time.Sleep(20 * time.Millisecond)
+	}
 	out := s.MustDocker("logs", "--follow", "--tail", "2", name)
 	if out != "line4\nline5\nlast" {
 		t.Fatalf("logs --follow --tail 2: %q", out)

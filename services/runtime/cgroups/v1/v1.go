@@ -391,7 +391,10 @@ func (m *Manager) Freeze(frozen bool) error {
 	if err := m.set("freezer", "freezer.state", want); err != nil {
 		return err
 	}
-	for i := 0; i < 1000; i++ {
+	// A task in uninterruptible sleep (I/O on a loaded host) delays the
+	// freeze: wait for a while, not for a number of polls.
+	deadline := time.Now().Add(5 * time.Second)
+	for i := 0; time.Now().Before(deadline); i++ {
 		b, err := os.ReadFile(filepath.Join(m.paths["freezer"], "freezer.state"))
 		if err != nil {
 			return err
@@ -403,6 +406,9 @@ func (m *Manager) Freeze(frozen bool) error {
 		if i%50 == 49 { // a FREEZING cgroup may need a nudge
 			_ = m.set("freezer", "freezer.state", want)
 		}
+	}
+	if frozen { // not left half-frozen
+		_ = m.set("freezer", "freezer.state", "THAWED")
 	}
 	return fmt.Errorf("cgroup did not reach %s", want)
 }

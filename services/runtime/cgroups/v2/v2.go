@@ -191,11 +191,14 @@ func (m *Manager) Freeze(frozen bool) error {
 	if err := m.write("cgroup.freeze", v); err != nil {
 		return err
 	}
-	for i := 0; i < 1000; i++ {
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
 		if m.Frozen() == frozen {
 			return nil
 		}
 		time.Sleep(time.Millisecond)
+	}
+	if frozen { // not left half-frozen
+		_ = m.write("cgroup.freeze", "0")
 	}
 	return errors.New("cgroup did not reach the freezer state")
 }
