@@ -3,6 +3,7 @@ package faults
 import (
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -16,18 +17,24 @@ func TestAPIGWKilled(t *testing.T) {
 	s := newStack(t)
 	keep := s.MustDocker("run", "-d", "--name", "keep", "busybox", "sleep", "300")
 	pid := mustInspect(t, s, keep).State.Pid
-	const workers, each = 3, 6
+	// the load lasts until apigw is killed (each worker sends one request
+	// more after it): the kill cannot come after the load, however fast
+	// the machine
+	const workers = 3
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var ids []string
-	failed := 0
+	var killed atomic.Bool
+	requests, failed := 0, 0
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := 0; i < each; i++ {
+			for last := false; !last; {
+				last = killed.Load()
 				out, errOut, code := s.Docker("run", "-d", "--label", "load=1", "busybox", "true")
 				mu.Lock()
+				requests++
 				if code == 0 {
 					ids = append(ids, out)
 				} else {
@@ -42,6 +49,7 @@ func TestAPIGWKilled(t *testing.T) {
 	}
 	time.Sleep(700 * time.Millisecond)
 	s.KillAPIGW(syscall.SIGKILL)
+	killed.Store(true)
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 	select {
@@ -75,7 +83,7 @@ func TestAPIGWKilled(t *testing.T) {
 	if len(all) > len(ids)+workers {
 		t.Errorf("%d containers from %d successful requests and %d in flight", len(all), len(ids), workers)
 	}
-	t.Logf("%d requests: %d succeeded, %d failed; %d containers", workers*each, len(ids), failed, len(all))
+	t.Logf("%d requests: %d succeeded, %d failed; %d containers", requests, len(ids), failed, len(all))
 	if p := checkReality(t, s, 10*time.Second); len(p) > 0 {
 		t.Errorf("records do not match reality: %v", p)
 	}
