@@ -191,6 +191,3 @@ func (n *ExternalNATS) Stop(sig syscall.Signal) {
 		n.cmd = nil
 	}
 }
-
-// Running reports whether the server has been started and not stopped.
-func (n *ExternalNATS) Running() bool { return n.cmd != nil }
