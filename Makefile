@@ -5,11 +5,11 @@ SERVICES := apigw supervisor shim runtime init
 BINARIES := $(addprefix $(BIN)/berth-,$(SERVICES))
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build deps run test test-short e2e acceptance lint bench bench-runtime fuzz soak clean $(BINARIES)
+.PHONY: all build deps run test test-short e2e acceptance lint bench bench-runtime fuzz soak clean $(BINARIES) $(BIN)/nats-server
 
 all: build
 
-build: $(BINARIES)
+build: $(BINARIES) $(BIN)/nats-server
 
 # One shim runs per container: a static, stripped binary keeps its memory small.
 ENV_shim   := CGO_ENABLED=0
@@ -20,6 +20,10 @@ FLAGS_init := -ldflags "-s -w"
 
 $(BINARIES): $(BIN)/berth-%:
 	$(ENV_$*) $(GO) build $(FLAGS_$*) -o $@ ./services/$*
+
+# The external bus of the tests (tests/stack StartExternal): go.mod's nats-server.
+$(BIN)/nats-server:
+	$(GO) build -o $@ github.com/nats-io/nats-server/v2
 
 deps:
 	@scripts/install-deps.sh
@@ -56,7 +60,9 @@ fuzz:
 	scripts/fuzz.sh 60s
 
 # 200 containers through create/start/stop/remove with random supervisor
-# kills and bus restarts; checks every record against reality (not in CI).
+# kills and bus restarts, on the embedded NATS (TestSoak) and on an external
+# one killed on its own (TestSoakExternalBus); checks every record against
+# reality (not in CI).
 soak: build
 	BERTH_SOAK=1 BERTH_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 60m -run TestSoak -v ./tests/faults/
 

@@ -25,7 +25,7 @@ type Credentials struct {
 const (
 	UserAPIGW      = "apigw"
 	UserSupervisor = "supervisor"
-	// ShimUserPrefix + container ID is the user of one shim.
+	// ShimUserPrefix + node + "-" + container ID is the user of one shim.
 	ShimUserPrefix = "shim-"
 )
 
@@ -36,8 +36,10 @@ const (
 	SupervisorCredFile = "supervisor.json"
 )
 
-// ShimUser is the NATS user of the shim of container id.
-func ShimUser(id string) string { return ShimUserPrefix + id }
+// ShimUser is the NATS user of the shim of container id on node. The node
+// is in the name so that, on an external server, the supervisor of that
+// node alone answers for it (auth callout); a container ID has no "-".
+func ShimUser(node, id string) string { return ShimUserPrefix + node + "-" + id }
 
 // NewPassword returns 32 random bytes in hex, from the kernel's CSPRNG
 // (getrandom(2), what crypto/rand reads on Linux too): package bus does
@@ -179,22 +181,41 @@ func ShimPermissions(node, id string) Permissions {
 	}
 }
 
-// SharedShimPermissions are the permissions of the one shim user an
-// external NATS server is configured with (deploy/nats.conf): every shim of
-// every node, so that a shim can act for another container there.
-func SharedShimPermissions() Permissions {
-	return Permissions{
-		Publish:   []string{prefix + ".reports.>", prefix + ".io.*.*.out", ExecIOOut("*", "*", "*")},
-		Subscribe: []string{prefix + ".shim.>", prefix + ".io.*.*.in", ExecIOIn("*", "*", "*"), "_INBOX.shim.>"},
-		Respond:   true,
-	}
+// AuthCalloutSubject is where an external NATS server configured with
+// auth_callout (deploy/nats.conf) asks for the users it does not know, the
+// shims': the supervisors answer for the shims of their node.
+const AuthCalloutSubject = "$SYS.REQ.USER.AUTH"
+
+// AuthCalloutAccount is the account an external server's shim users are
+// placed in: the global one, where apigw, the supervisors and JetStream are.
+const AuthCalloutAccount = "$G"
+
+// SupervisorCalloutPermissions are the supervisor's permissions on an
+// external NATS server: SupervisorPermissions plus answering the server's
+// auth callout requests (their reply subjects are the server's own).
+func SupervisorCalloutPermissions(node string) Permissions {
+	p := SupervisorPermissions(node)
+	p.Subscribe = append(p.Subscribe, AuthCalloutSubject)
+	p.Respond = true
+	return p
 }
 
-// ShimIDFromUser returns the container ID of a shim user name.
-func ShimIDFromUser(user string) (string, bool) {
-	id, ok := strings.CutPrefix(user, ShimUserPrefix)
-	if !ok || Token(id) != nil {
-		return "", false
+// ParseShimUser returns the node and container ID of a shim user name. The
+// node is empty in the "shim-<id>" users of shims started before it was part
+// of the name (they reconnect to a restarted embedded server).
+func ParseShimUser(user string) (node, id string, ok bool) {
+	id, ok = strings.CutPrefix(user, ShimUserPrefix)
+	if !ok {
+		return "", "", false
 	}
-	return id, true
+	if i := strings.LastIndexByte(id, '-'); i >= 0 {
+		node, id = id[:i], id[i+1:]
+		if Token(node) != nil {
+			return "", "", false
+		}
+	}
+	if Token(id) != nil {
+		return "", "", false
+	}
+	return node, id, true
 }

@@ -96,8 +96,27 @@ func FuzzSubjects(f *testing.F) {
 		if Token(s) == nil && strings.ContainsAny(s, ".*> ") {
 			t.Fatalf("token %q accepted", s)
 		}
-		if id, ok := ShimIDFromUser(s); ok && strings.ContainsAny(id, ".*> ") {
+		if node, id, ok := ParseShimUser(s); ok && strings.ContainsAny(node+id, ".*> ") {
 			t.Fatalf("shim user %q accepted", s)
 		}
 	})
+}
+
+func TestParseShimUser(t *testing.T) {
+	id := strings.Repeat("c", 64)
+	for user, want := range map[string][3]string{
+		ShimUser("node-1", id):    {"node-1", id, "ok"},
+		ShimUserPrefix + id:       {"", id, "ok"}, // a shim started before the node was in the name
+		ShimUser("a.b", id):       {},
+		ShimUser("n", "x.y"):      {},
+		"apigw":                   {},
+		ShimUserPrefix:            {},
+		ShimUserPrefix + "n-*":    {},
+		ShimUserPrefix + "-" + id: {},
+	} {
+		node, gotID, ok := ParseShimUser(user)
+		if ok != (want[2] == "ok") || node != want[0] || gotID != want[1] {
+			t.Errorf("ParseShimUser(%q) = %q, %q, %v; want %q", user, node, gotID, ok, want)
+		}
+	}
 }

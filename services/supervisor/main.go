@@ -13,9 +13,21 @@ import (
 	"syscall"
 
 	"berth/services/supervisor/app"
+	"berth/services/supervisor/natsd"
 )
 
 func main() {
+	// callout-key FILE: the deployer's one step for an external NATS
+	// (deploy/nats.conf): the issuer's public key goes into its auth_callout.
+	if len(os.Args) == 3 && os.Args[1] == "callout-key" {
+		pub, err := natsd.EnsureCalloutKey(os.Args[2])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "berth-supervisor:", err)
+			os.Exit(1)
+		}
+		fmt.Println(pub)
+		return
+	}
 	cfg, err := app.ParseFlags(os.Args[1:])
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)

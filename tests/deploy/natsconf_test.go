@@ -5,21 +5,36 @@ import (
 	"testing"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nkeys"
 
 	"berth/pkg/bus"
 )
 
-// TestNATSConfAuth checks that deploy/nats.conf parses and allows no
-// anonymous access.
-func TestNATSConfAuth(t *testing.T) {
+// loadConf parses deploy/nats.conf with the environment docker-compose.yml
+// gives the nats service.
+func loadConf(t *testing.T) (*server.Options, string) {
+	t.Helper()
+	kp, err := nkeys.CreateAccount()
+	if err != nil {
+		t.Fatal(err)
+	}
+	issuer, _ := kp.PublicKey()
 	t.Setenv("BERTH_NATS_APIGW_PASSWORD", "a")
 	t.Setenv("BERTH_NATS_SUPERVISOR_PASSWORD", "s")
-	t.Setenv("BERTH_NATS_SHIM_PASSWORD", "x")
+	t.Setenv("BERTH_NATS_CALLOUT_ISSUER", issuer)
 	o, err := server.ProcessConfigFile("../../deploy/nats.conf")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(o.Users) != 3 || o.NoAuthUser != "" {
+	return o, issuer
+}
+
+// TestNATSConfAuth checks that deploy/nats.conf parses, allows no anonymous
+// access and hands every user but apigw and the supervisor to the
+// supervisors' auth callout.
+func TestNATSConfAuth(t *testing.T) {
+	o, issuer := loadConf(t)
+	if len(o.Users) != 2 || o.NoAuthUser != "" {
 		t.Fatalf("users %v, no_auth_user %q", o.Users, o.NoAuthUser)
 	}
 	for _, u := range o.Users {
@@ -27,23 +42,26 @@ func TestNATSConfAuth(t *testing.T) {
 			t.Errorf("user %s: no password or permissions", u.Username)
 		}
 	}
+	ac := o.AuthCallout
+	if ac == nil {
+		t.Fatal("no auth_callout: shims would have no users")
+	}
+	if ac.Issuer != issuer || ac.XKey != "" || ac.Account != bus.AuthCalloutAccount {
+		t.Errorf("auth_callout issuer %q (want %q), xkey %q, account %q", ac.Issuer, issuer, ac.XKey, ac.Account)
+	}
+	if users := slices.Sorted(slices.Values(ac.AuthUsers)); !slices.Equal(users, []string{bus.UserAPIGW, bus.UserSupervisor}) {
+		t.Errorf("auth_callout auth_users %v", users)
+	}
 }
 
 // TestNATSConfMatchesBus checks that the users of deploy/nats.conf have the
-// permissions pkg/bus gives the embedded server's users (the supervisor's
-// for any node, the shims' shared).
+// permissions pkg/bus gives them (the supervisor's for any node, with the
+// auth callout's subject).
 func TestNATSConfMatchesBus(t *testing.T) {
-	t.Setenv("BERTH_NATS_APIGW_PASSWORD", "a")
-	t.Setenv("BERTH_NATS_SUPERVISOR_PASSWORD", "s")
-	t.Setenv("BERTH_NATS_SHIM_PASSWORD", "x")
-	o, err := server.ProcessConfigFile("../../deploy/nats.conf")
-	if err != nil {
-		t.Fatal(err)
-	}
+	o, _ := loadConf(t)
 	want := map[string]bus.Permissions{
-		"apigw":      bus.APIGWPermissions(),
-		"supervisor": bus.SupervisorPermissions("*"),
-		"shim":       bus.SharedShimPermissions(),
+		bus.UserAPIGW:      bus.APIGWPermissions(),
+		bus.UserSupervisor: bus.SupervisorCalloutPermissions("*"),
 	}
 	same := func(a, b []string) bool {
 		a, b = slices.Clone(a), slices.Clone(b)

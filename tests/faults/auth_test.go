@@ -70,22 +70,7 @@ func connectAs(t *testing.T, s *stack.Stack, user, pass string, pe *permErrors, 
 // user are refused by the embedded NATS.
 func TestBusRefusesAnonymous(t *testing.T) {
 	s := stack.Start(t)
-	for name, opts := range map[string][]nats.Option{
-		"anonymous":      nil,
-		"wrong password": {nats.UserInfo(bus.UserAPIGW, "nope")},
-		"forged shim":    {nats.UserInfo(bus.ShimUser(strings.Repeat("a", 64)), "x")},
-		"token":          {nats.Token("x")},
-	} {
-		nc, err := nats.Connect("nats://"+s.NATSAddr, append(opts, nats.NoReconnect())...)
-		if err == nil {
-			nc.Close()
-			t.Errorf("%s: connected", name)
-			continue
-		}
-		if !strings.Contains(strings.ToLower(err.Error()), "authorization violation") {
-			t.Errorf("%s: %v, want an authorization violation", name, err)
-		}
-	}
+	refusesStrangers(t, s)
 	// the credentials files are root's alone
 	if m, err := statMode(filepath.Dir(s.Credentials("apigw"))); err != nil || m != 0o700 {
 		t.Errorf("auth directory: mode %o, %v", m, err)
@@ -98,14 +83,43 @@ func TestBusRefusesAnonymous(t *testing.T) {
 	}
 }
 
+// refusesStrangers: the bus of s admits no client without credentials, with
+// wrong ones or as a shim that does not exist.
+func refusesStrangers(t *testing.T, s *stack.Stack) {
+	t.Helper()
+	for name, opts := range map[string][]nats.Option{
+		"anonymous":      nil,
+		"wrong password": {nats.UserInfo(bus.UserAPIGW, "nope")},
+		"forged shim":    {nats.UserInfo(bus.ShimUser(s.Node, strings.Repeat("a", 64)), "x")},
+		"token":          {nats.Token("x")},
+	} {
+		nc, err := nats.Connect("nats://"+s.NATSAddr, append(opts, nats.NoReconnect())...)
+		if err == nil {
+			nc.Close()
+			t.Errorf("%s: connected", name)
+			continue
+		}
+		if !strings.Contains(strings.ToLower(err.Error()), "authorization violation") {
+			t.Errorf("%s: %v, want an authorization violation", name, err)
+		}
+	}
+}
+
 // TestBusShimIsolation: a shim's credentials let it report and write output
 // only for its own container.
 func TestBusShimIsolation(t *testing.T) {
-	s := newStack(t)
+	shimIsolation(t, newStack(t))
+}
+
+// shimIsolation: on the bus of s, the credentials of one container's shim
+// are refused everything that concerns another container, the supervisor
+// sees nothing of the attempts and both containers keep running.
+func shimIsolation(t *testing.T, s *stack.Stack) {
+	t.Helper()
 	a := s.MustDocker("run", "-d", "busybox", "sleep", "300")
 	b := s.MustDocker("run", "-d", "busybox", "sleep", "300")
 	sa := shimConfig(t, s, a)
-	if sa.NATSUser != bus.ShimUser(a) || sa.NATSPassword == "" {
+	if sa.NATSUser != bus.ShimUser(s.Node, a) || sa.NATSPassword == "" {
 		t.Fatalf("shim of %s has user %q", a, sa.NATSUser)
 	}
 	if sb := shimConfig(t, s, b); sb.NATSPassword == sa.NATSPassword {

@@ -24,7 +24,11 @@ import (
 // busybox imported.
 func newStack(t *testing.T) *stack.Stack {
 	t.Helper()
-	s := stack.Start(t)
+	return withBusybox(t, stack.Start(t))
+}
+
+func withBusybox(t *testing.T, s *stack.Stack) *stack.Stack {
+	t.Helper()
 	dumpLogsOnFailure(t, s)
 	s.ImportBusybox()
 	return s

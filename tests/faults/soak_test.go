@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"berth/tests/stack"
 )
 
 // TestSoak (make soak; BERTH_SOAK=1, BERTH_SOAK_N containers, default 200)
@@ -19,20 +21,39 @@ import (
 // NATS restarts with it) at random, and checks that every container's
 // recorded state and exit code match what really happened.
 func TestSoak(t *testing.T) {
+	soakCount(t)
+	soak(t, newStack(t))
+}
+
+// TestSoakExternalBus is TestSoak on an external NATS server (deploy/nats.conf,
+// shims admitted by auth callout) that is also killed (SIGKILL) or stopped
+// (SIGTERM) and started again at random, on its own: the bus may be away
+// while the supervisor restarts, and the other way round.
+func TestSoakExternalBus(t *testing.T) {
+	soakCount(t)
+	soak(t, newExtStack(t))
+}
+
+// soakCount is the number of containers of a soak test, which runs only
+// when asked for.
+func soakCount(t *testing.T) int {
 	if os.Getenv("BERTH_SOAK") == "" {
 		t.Skip("soak test: run with make soak (BERTH_SOAK=1)")
 	}
-	n := 200
 	if v, err := strconv.Atoi(os.Getenv("BERTH_SOAK_N")); err == nil && v > 0 {
-		n = v
+		return v
 	}
-	s := newStack(t)
+	return 200
+}
+
+func soak(t *testing.T, s *stack.Stack) {
+	n := soakCount(t)
 	var (
-		mu               sync.Mutex
-		kills, restarts  int
-		lost, mismatched []string
-		done             atomic.Int64
-		retries          atomic.Int64
+		mu                           sync.Mutex
+		kills, restarts, busRestarts int
+		lost, mismatched             []string
+		done                         atomic.Int64
+		retries                      atomic.Int64
 	)
 	// retry runs a docker command until it succeeds or ok says its error is
 	// an answer (the command was applied before an outage cut its reply).
@@ -74,6 +95,26 @@ func TestSoak(t *testing.T) {
 			}
 			time.Sleep(time.Duration(rand.IntN(1500)) * time.Millisecond)
 			s.StartSupervisor()
+		}
+	}()
+	busDone := make(chan struct{})
+	go func() {
+		defer close(busDone)
+		if s.NATS == nil {
+			return
+		}
+		for {
+			select {
+			case <-stopChaos:
+				return
+			case <-time.After(time.Duration(2000+rand.IntN(4000)) * time.Millisecond):
+			}
+			s.NATS.Stop([]syscall.Signal{syscall.SIGKILL, syscall.SIGTERM}[rand.IntN(2)])
+			mu.Lock()
+			busRestarts++
+			mu.Unlock()
+			time.Sleep(time.Duration(rand.IntN(3000)) * time.Millisecond)
+			s.NATS.Start()
 		}
 	}()
 
@@ -137,15 +178,21 @@ func TestSoak(t *testing.T) {
 	wg.Wait()
 	close(stopChaos)
 	<-chaosDone
+	<-busDone
 
+	waitAPI(t, s) // the bus or the supervisor may have just come back
 	left := allIDs(t, s)
 	probs := checkReality(t, s, 20*time.Second)
 	mu.Lock()
 	defer mu.Unlock()
 	recordsLost := len(lost) + len(mismatched) + len(left)
-	t.Logf("soak: %d containers in %v, %d supervisor kills (SIGKILL), %d restarts (SIGTERM, embedded NATS restarted with every one), %d retried commands, records lost: %d",
-		done.Load(), time.Since(t0).Round(time.Second), kills, restarts, retries.Load(), recordsLost)
-	fmt.Printf("SOAK containers=%d kills=%d restarts=%d retries=%d records_lost=%d\n", done.Load(), kills, restarts, retries.Load(), recordsLost)
+	bus := "the embedded NATS restarted with every one"
+	if s.NATS != nil {
+		bus = fmt.Sprintf("%d restarts of the external NATS (SIGKILL or SIGTERM)", busRestarts)
+	}
+	t.Logf("soak: %d containers in %v, %d supervisor kills (SIGKILL), %d supervisor restarts (SIGTERM), %s, %d retried commands, records lost: %d",
+		done.Load(), time.Since(t0).Round(time.Second), kills, restarts, bus, retries.Load(), recordsLost)
+	fmt.Printf("SOAK %s containers=%d kills=%d restarts=%d nats_restarts=%d retries=%d records_lost=%d\n", t.Name(), done.Load(), kills, restarts, busRestarts, retries.Load(), recordsLost)
 	for _, l := range lost {
 		t.Errorf("lost: %s", l)
 	}

@@ -31,8 +31,15 @@ func dumpLogsOnFailure(t *testing.T, s *stack.Stack) {
 		}
 		// the whole logs are kept (the stack's directory is removed)
 		keep, _ := os.MkdirTemp("", "berth-faults-logs-"+strings.ReplaceAll(t.Name(), "/", "_")+"-")
+		logs := map[string]string{}
 		for _, name := range []string{"apigw", "supervisor"} {
-			b, _ := os.ReadFile(filepath.Join(filepath.Dir(s.Root), name+".log"))
+			logs[name] = filepath.Join(filepath.Dir(s.Root), name+".log")
+		}
+		if s.NATS != nil {
+			logs["nats"] = filepath.Join(s.NATS.Dir, "nats.log")
+		}
+		for name, path := range logs {
+			b, _ := os.ReadFile(path)
 			if keep != "" {
 				_ = os.WriteFile(filepath.Join(keep, name+".log"), b, 0o600)
 			}

@@ -106,10 +106,17 @@ func watchConn(ctx context.Context, nc *nats.Conn, cancel context.CancelCauseFun
 	}
 }
 
+// errNoResponders is Call's error when nobody subscribes to the subject.
+var errNoResponders = errdefs.New(errdefs.Unavailable, "berth supervisor is not answering on the bus (no responders)")
+
+// IsNoResponders reports whether Call failed because nobody subscribes to
+// the subject: the service is down, or reconnecting.
+func IsNoResponders(err error) bool { return err == errNoResponders }
+
 func unavailable(err error) error {
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
-		return errdefs.New(errdefs.Unavailable, "berth supervisor is not answering on the bus (no responders)")
+		return errNoResponders
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
 		return errdefs.New(errdefs.Unavailable, "berth supervisor did not answer in time")
 	case errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrDisconnected), errors.Is(err, nats.ErrConnectionReconnecting):

@@ -50,16 +50,17 @@ type Config struct {
 	// NATS (user and password as JSON); the embedded server generates its
 	// own in <root>/auth.
 	NATSCredentials string
-	// NATSShimCredentials is the credentials file of the one shim user an
-	// external NATS has (deploy/nats.conf); empty hands shims the
-	// supervisor's own credentials.
-	NATSShimCredentials string
-	MetricsAddr         string // empty: no metrics listener
-	Shim                string
-	Runtime             string
-	Init                string // the init of --init (berth-init)
-	LogLevel            string
-	Logger              *slog.Logger
+	// NATSCalloutKey is the seed file of the account key that signs the
+	// shims' users on an external NATS server configured with auth
+	// callout (deploy/nats.conf): every shim gets a user of its own, as
+	// with the embedded server.
+	NATSCalloutKey string
+	MetricsAddr    string // empty: no metrics listener
+	Shim           string
+	Runtime        string
+	Init           string // the init of --init (berth-init)
+	LogLevel       string
+	Logger         *slog.Logger
 	// Network is the containers' networking (--bridge, --bip, …); Bridge
 	// "none" turns bridge networking off.
 	Network network.Config
@@ -115,7 +116,7 @@ func ParseFlags(args []string) (Config, error) {
 	fs.StringVar(&c.NATSPassword, "nats-password", os.Getenv("BERTH_NATS_PASSWORD"), "NATS password (env BERTH_NATS_PASSWORD; prefer --nats-password-file)")
 	pwFile := fs.String("nats-password-file", "", "file holding the NATS password")
 	fs.StringVar(&c.NATSCredentials, "nats-credentials", "", "external NATS: the supervisor's credentials file ({\"user\":…,\"password\":…})")
-	fs.StringVar(&c.NATSShimCredentials, "nats-shim-credentials", "", "external NATS: the credentials file of the shared shim user")
+	fs.StringVar(&c.NATSCalloutKey, "nats-callout-key", "", "external NATS: seed file of the auth callout issuer that admits each shim as a user of its own (berth-supervisor callout-key FILE makes one)")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", "127.0.0.1:9325", "listen address of /metrics; empty disables it")
 	fs.StringVar(&c.Shim, "shim", filepath.Join(dir, "berth-shim"), "path of berth-shim")
 	fs.StringVar(&c.Runtime, "runtime", filepath.Join(dir, "berth-runtime"), "path of the OCI runtime (runc-compatible)")
@@ -190,7 +191,11 @@ type Supervisor struct {
 }
 
 // Start brings the supervisor up.
-func Start(c Config) (_ *Supervisor, err error) {
+func Start(c Config) (*Supervisor, error) { return StartContext(context.Background(), c) }
+
+// StartContext brings the supervisor up; ctx ends the wait for an external
+// bus that is not reachable yet.
+func StartContext(ctx context.Context, c Config) (_ *Supervisor, err error) {
 	log := c.Logger
 	if log == nil {
 		if log, err = NewLogger(c.LogLevel); err != nil {
@@ -224,14 +229,17 @@ func Start(c Config) (_ *Supervisor, err error) {
 		}
 	}()
 	s.NATSURL = c.NATSURL
+	// every shim gets a user of its own, with its password in its shim.json
 	var shimCreds func(id string) (string, string)
+	ownShimUser := func(id string) (string, string) { return bus.ShimUser(c.Node, id), bus.NewPassword() }
+	var callout *natsd.Callout
 	if s.NATSURL == "" {
 		auth, own, err := embeddedAuth(c)
 		if err != nil {
 			return nil, err
 		}
 		c.NATSUser, c.NATSPassword = own.User, own.Password
-		shimCreds = func(id string) (string, string) { return bus.ShimUser(id), bus.NewPassword() }
+		shimCreds = ownShimUser
 		s.nats, err = natsd.Start(natsd.Options{Listen: c.NATSListen, StoreDir: filepath.Join(c.Root, "nats"), Name: "berth-" + c.Node, Logger: log, Auth: auth})
 		if err != nil {
 			return nil, err
@@ -246,20 +254,34 @@ func Start(c Config) (_ *Supervisor, err error) {
 			}
 			c.NATSUser, c.NATSPassword = own.User, own.Password
 		}
-		if c.NATSShimCredentials != "" {
-			sc, err := bus.LoadCredentials(c.NATSShimCredentials)
+		switch {
+		case c.NATSCalloutKey != "":
+			key, err := natsd.LoadCalloutKey(c.NATSCalloutKey)
 			if err != nil {
-				return nil, fmt.Errorf("--nats-shim-credentials: %w", err)
+				return nil, fmt.Errorf("--nats-callout-key: %w", err)
 			}
-			shimCreds = func(string) (string, string) { return sc.User, sc.Password }
-		} else if c.NATSUser != "" {
-			log.Warn("external NATS without --nats-shim-credentials: shims get the supervisor's own credentials")
+			callout = &natsd.Callout{Issuer: key, Node: c.Node, Lookup: shimLookup(c), Logger: log.With("component", "auth-callout")}
+			shimCreds = ownShimUser
+		case c.NATSUser != "":
+			// shims would have to share the supervisor's own user
+			return nil, errors.New("an external NATS with users needs --nats-callout-key: its auth callout admits each shim as a user of its own (see deploy/nats.conf)")
 		}
 	}
 	s.Config = c
-	s.Conn, err = natsbus.Connect(natsbus.Options{URL: s.NATSURL, Name: "berth-supervisor-" + c.Node, User: c.NATSUser, Password: c.NATSPassword, Logger: log})
+	copts := natsbus.Options{URL: s.NATSURL, Name: "berth-supervisor-" + c.Node, User: c.NATSUser, Password: c.NATSPassword, Logger: log}
+	if s.nats != nil {
+		s.Conn, err = natsbus.Connect(copts)
+	} else {
+		s.Conn, err = connectExternal(ctx, copts, log)
+	}
 	if err != nil {
 		return nil, err
+	}
+	if callout != nil {
+		// before any shim is spawned or restored: they connect through it
+		if err := callout.Serve(s.Conn); err != nil {
+			return nil, fmt.Errorf("auth callout: %w", err)
+		}
 	}
 	js, err := setupJetStream(s.Conn, log)
 	if err != nil {
@@ -371,30 +393,57 @@ func embeddedAuth(c Config) (*natsd.Auth, *bus.Credentials, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	node := c.Node
-	shims := filepath.Join(c.ExecRoot, "shims")
 	auth := &natsd.Auth{
 		Static: map[string]natsd.User{
-			sup.User: {Password: sup.Password, Permissions: bus.SupervisorPermissions(node)},
+			sup.User: {Password: sup.Password, Permissions: bus.SupervisorPermissions(c.Node)},
 			gw.User:  {Password: gw.Password, Permissions: bus.APIGWPermissions()},
 		},
-		Lookup: func(user string) (natsd.User, bool) {
-			id, ok := bus.ShimIDFromUser(user)
-			if !ok {
-				return natsd.User{}, false
-			}
-			data, err := os.ReadFile(filepath.Join(shims, id, bus.ShimConfigFile))
-			if err != nil {
-				return natsd.User{}, false
-			}
-			var sc bus.ShimConfig
-			if json.Unmarshal(data, &sc) != nil || sc.ID != id || sc.Node != node || sc.NATSUser != user || sc.NATSPassword == "" {
-				return natsd.User{}, false
-			}
-			return natsd.User{Password: sc.NATSPassword, Permissions: bus.ShimPermissions(node, id)}, true
-		},
+		Lookup: shimLookup(c),
 	}
 	return auth, sup, nil
+}
+
+// shimLookup finds the bus user of a shim of this node: its password is the
+// one in its 0600 shim.json (read when it connects, so shims keep working
+// across supervisor restarts), its permissions its own container's.
+func shimLookup(c Config) func(user string) (natsd.User, bool) {
+	node := c.Node
+	shims := filepath.Join(c.ExecRoot, "shims")
+	return func(user string) (natsd.User, bool) {
+		unode, id, ok := bus.ParseShimUser(user)
+		if !ok || (unode != "" && unode != node) {
+			return natsd.User{}, false
+		}
+		data, err := os.ReadFile(filepath.Join(shims, id, bus.ShimConfigFile))
+		if err != nil {
+			return natsd.User{}, false
+		}
+		var sc bus.ShimConfig
+		if json.Unmarshal(data, &sc) != nil || sc.ID != id || sc.Node != node || sc.NATSUser != user || sc.NATSPassword == "" {
+			return natsd.User{}, false
+		}
+		return natsd.User{Password: sc.NATSPassword, Permissions: bus.ShimPermissions(node, id)}, true
+	}
+}
+
+// connectExternal connects to an external NATS server, waiting for it while
+// it is not reachable (it may start after the supervisor, or be restarting);
+// refused credentials do not get better by waiting.
+func connectExternal(ctx context.Context, o natsbus.Options, log *slog.Logger) (*nats.Conn, error) {
+	delay := 250 * time.Millisecond
+	for {
+		nc, err := natsbus.Connect(o)
+		if err == nil || errors.Is(err, nats.ErrAuthorization) || ctx.Err() != nil {
+			return nc, err
+		}
+		log.Warn("the bus is not reachable yet; retrying", "url", o.URL, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 5*time.Second)
+	}
 }
 
 func setupJetStream(nc *nats.Conn, log *slog.Logger) (jetstream.JetStream, error) {
@@ -520,7 +569,7 @@ func (s *Supervisor) Close() {
 
 // Run starts the supervisor and runs it until ctx is done.
 func Run(ctx context.Context, c Config) error {
-	s, err := Start(c)
+	s, err := StartContext(ctx, c)
 	if err != nil {
 		return err
 	}

@@ -477,6 +477,9 @@ func (m *Manager) runtimeDelete(id string) {
 // HandleExit applies a shim's exit report. It is idempotent: a report for
 // an exit already applied (or for an older run) changes nothing.
 func (m *Manager) HandleExit(rep bus.ExitReport) error {
+	if err := m.checkExitReport(rep); err != nil {
+		return err
+	}
 	m.mu.Lock()
 	c, ok := m.byID[rep.ID]
 	if !ok {
@@ -584,7 +587,7 @@ func (m *Manager) signal(ctx context.Context, c *ctr, sig int) error {
 	id := c.rec.ID
 	cctx, cancel := context.WithTimeout(ctx, m.cfg.ShimTimeout)
 	defer cancel()
-	err := natsbus.Call(cctx, m.cfg.Conn, m.shimSubject(id, bus.ShimKill), bus.ShimKillRequest{Signal: sig}, nil)
+	err := m.callShim(cctx, id, bus.ShimKill, bus.ShimKillRequest{Signal: sig}, nil)
 	if err != nil && errdefs.Is(err, errdefs.Unavailable) && !m.shimAlive(id) {
 		m.shimGone(c)
 		return nil

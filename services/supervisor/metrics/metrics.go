@@ -24,6 +24,9 @@ type Metrics struct {
 	// the layer blobs pulls downloaded (shared layers are not).
 	ImageTransfers *prometheus.CounterVec
 	LayersFetched  prometheus.Counter
+	// RefusedExits counts exit reports refused because the container's
+	// init process still ran: forged (a shim's stolen credentials) or misrouted.
+	RefusedExits prometheus.Counter
 }
 
 type stateCollector struct {
@@ -61,6 +64,9 @@ func New(counts func() map[string]int, shims func() int) *Metrics {
 		HealthChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "berth_supervisor_health_checks_total", Help: "Healthcheck probes run, by result (success, failure).",
 		}, []string{"result"}),
+		RefusedExits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "berth_supervisor_exit_reports_refused_total", Help: "Exit reports refused because the container's init process still ran (forged or misrouted).",
+		}),
 	}
 	m.ImageTransfers = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "berth_supervisor_image_transfers_total", Help: "Image pulls and pushes, by kind and outcome.",
@@ -68,7 +74,7 @@ func New(counts func() map[string]int, shims func() int) *Metrics {
 	m.LayersFetched = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "berth_supervisor_image_layers_fetched_total", Help: "Layer blobs downloaded by pulls.",
 	})
-	m.Registry.MustRegister(m.Commands, m.Duration, m.CreateToRunning, m.BusErrors, m.HealthChecks, m.ImageTransfers, m.LayersFetched,
+	m.Registry.MustRegister(m.Commands, m.Duration, m.CreateToRunning, m.BusErrors, m.HealthChecks, m.ImageTransfers, m.LayersFetched, m.RefusedExits,
 		&stateCollector{desc: prometheus.NewDesc("berth_supervisor_containers", "Containers by state.", []string{"state"}, nil), counts: counts},
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "berth_supervisor_shims_running", Help: "Running shims."}, func() float64 { return float64(shims()) }),
 		collectors.NewGoCollector(),

@@ -47,6 +47,13 @@ func (a *Auth) Check(c server.ClientAuthentication) bool {
 	return true
 }
 
+// A user that may respond answers each request it receives once, within
+// two minutes.
+const (
+	respondMax = 1
+	respondTTL = 2 * time.Minute
+)
+
 // ServerPermissions converts bus permissions into the server's.
 func ServerPermissions(p bus.Permissions) *server.Permissions {
 	sp := &server.Permissions{
@@ -54,7 +61,7 @@ func ServerPermissions(p bus.Permissions) *server.Permissions {
 		Subscribe: &server.SubjectPermission{Allow: append([]string{}, p.Subscribe...)},
 	}
 	if p.Respond {
-		sp.Response = &server.ResponsePermission{MaxMsgs: 1, Expires: 2 * time.Minute}
+		sp.Response = &server.ResponsePermission{MaxMsgs: respondMax, Expires: respondTTL}
 	}
 	return sp
 }

@@ -1,5 +1,7 @@
 // Package natsd runs the embedded NATS server (with JetStream) the
-// supervisor starts when no external NATS URL is configured.
+// supervisor starts when no external NATS URL is configured, and
+// authenticates the bus's users: in-process for the embedded server (Auth),
+// through auth callout for an external one (Callout).
 package natsd
 
 import (

@@ -9,8 +9,10 @@ import (
 	"io"
 	"log/slog"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -106,20 +108,26 @@ func (s *Server) PublishEvent(typ, action, id string, attrs map[string]string) {
 	if err != nil {
 		return
 	}
-	subj := bus.EventSubject(s.Node, typ, action)
+	// One message ID per event: when the bus goes away under a publish, the
+	// request and the fallback below are both sent once it is back, and the
+	// stream keeps one of them.
+	msg := &nats.Msg{Subject: bus.EventSubject(s.Node, typ, action), Data: data, Header: nats.Header{}}
+	msg.Header.Set(jetstream.MsgIDHeader, s.Node+"-"+strconv.FormatInt(now.UnixNano(), 36)+"-"+strconv.FormatUint(eventSeq.Add(1), 36))
 	if s.JS != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_, err = s.JS.Publish(ctx, subj, data)
+		_, err = s.JS.PublishMsg(ctx, msg)
 		cancel()
 		if err == nil {
 			return
 		}
 		s.busError("publishing event through JetStream", err)
 	}
-	if err := s.Conn.Publish(subj, data); err != nil {
+	if err := s.Conn.PublishMsg(msg); err != nil {
 		s.busError("publishing event", err)
 	}
 }
+
+var eventSeq atomic.Uint64
 
 func (s *Server) busError(what string, err error) {
 	if s.Metrics != nil {
@@ -475,7 +483,11 @@ func (s *Server) handleReport(m *nats.Msg) {
 			s.respond(m, bus.EncodeReply(nil, errdefs.New(errdefs.InvalidParameter, "exit report for %s on the subject of %s", rep.ID, id)))
 			return
 		}
-		s.respond(m, bus.EncodeReply(nil, s.Containers.HandleExit(rep)))
+		err := s.Containers.HandleExit(rep)
+		if errdefs.Is(err, errdefs.Conflict) && s.Metrics != nil {
+			s.Metrics.RefusedExits.Inc()
+		}
+		s.respond(m, bus.EncodeReply(nil, err))
 	case bus.ReportOOM:
 		s.Containers.HandleOOM(id)
 		s.respond(m, bus.EncodeReply(nil, nil))
