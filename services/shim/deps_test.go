@@ -2,6 +2,7 @@ package main
 
 import (
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -23,5 +24,25 @@ func TestShimLinksNothingHeavy(t *testing.T) {
 				t.Errorf("berth-shim links %s", p)
 			}
 		}
+	}
+}
+
+// TestShimLinksNoResolver: Go's DNS resolver is a fifth of the shim's
+// binary; anything taking a host name (net.Dial, net.Listen) links it.
+// natslite dials and resolves without it.
+func TestShimLinksNoResolver(t *testing.T) {
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Skip("needs the go command")
+	}
+	bin := filepath.Join(t.TempDir(), "berth-shim")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v %s", err, out)
+	}
+	out, err := exec.Command("go", "tool", "nm", bin).Output()
+	if err != nil {
+		t.Fatalf("go tool nm: %v", err)
+	}
+	if strings.Contains(string(out), "net.(*Resolver)") {
+		t.Error("berth-shim links net.Resolver")
 	}
 }

@@ -259,7 +259,7 @@ func (c *Conn) dial(u string) (net.Conn, *bufio.Reader, serverInfo, error) {
 	if err != nil {
 		return nil, nil, info, err
 	}
-	nc, err := net.DialTimeout("tcp", addr, c.opts.DialTimeout)
+	nc, err := dialTCP(addr, c.opts.DialTimeout)
 	if err != nil {
 		return nil, nil, info, fmt.Errorf("nats: dial %s: %w", u, err)
 	}

@@ -34,7 +34,7 @@ func tuneMemory() {
 // few lines of HTTP/1.1 (one request per connection, answered with
 // Connection: close), enough for Prometheus, curl and Go's client.
 func (d *daemon) serveMetrics() {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		d.log.Warn("metrics listener", "err", err)
 		return
