@@ -38,6 +38,7 @@ import (
 	"berth/pkg/bus"
 	"berth/pkg/bus/dockermsg"
 	"berth/pkg/errdefs"
+	"berth/pkg/topdir"
 )
 
 // User is a container that uses an image.
@@ -79,6 +80,7 @@ func Open(dir string, hooks Hooks) (*Store, error) {
 			return nil, err
 		}
 	}
+	topdir.Mark(filepath.Join(dir, "tmp")) // where layers are unpacked
 	// leftovers of interrupted imports and pulls
 	if ents, err := os.ReadDir(filepath.Join(dir, "tmp")); err == nil {
 		for _, e := range ents {

@@ -28,6 +28,7 @@ import (
 	"berth/pkg/idmap"
 	"berth/pkg/image"
 	"berth/pkg/specconv"
+	"berth/pkg/topdir"
 	bnet "berth/services/supervisor/network"
 )
 
@@ -107,6 +108,7 @@ func New(cfg Config) (*Manager, error) {
 		if err := os.MkdirAll(d, 0o711); err != nil {
 			return nil, err
 		}
+		topdir.Mark(d) // a container's directories are made and removed by the thousand
 	}
 	m.restoring = true
 	err := m.restore()
