@@ -20,6 +20,25 @@ func ParseFilters(raw string) (filters.Args, error) {
 	return f, nil
 }
 
+// FilterMap reads a filters query parameter into the bus's form, refusing
+// (400, in Docker's words) any filter not in accepted unless accepted is nil.
+func FilterMap(raw string, accepted map[string]bool) (map[string][]string, error) {
+	f, err := ParseFilters(raw)
+	if err != nil {
+		return nil, err
+	}
+	if accepted != nil {
+		if err := f.Validate(accepted); err != nil {
+			return nil, errdefs.Wrap(errdefs.InvalidParameter, err)
+		}
+	}
+	out := map[string][]string{}
+	for _, k := range f.Keys() {
+		out[k] = f.Get(k)
+	}
+	return out, nil
+}
+
 // The filters berth's GET /containers/json understands.
 var acceptedPsFilters = map[string]bool{
 	"id": true, "name": true, "label": true, "status": true, "ancestor": true,

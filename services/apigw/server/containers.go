@@ -149,19 +149,12 @@ func (s *Server) containerList(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) containerPrune(w http.ResponseWriter, r *http.Request) {
-	f, err := dockerapi.ParseFilters(r.URL.Query().Get("filters"))
+	flt, err := dockerapi.FilterMap(r.URL.Query().Get("filters"), map[string]bool{"label": true, "label!": true, "until": true})
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	if err := f.Validate(map[string]bool{"label": true, "label!": true, "until": true}); err != nil {
-		s.fail(w, r, errdefs.Wrap(errdefs.InvalidParameter, err))
-		return
-	}
-	req := bus.PruneRequest{Meta: newKey(), Filters: map[string][]string{}}
-	for _, k := range f.Keys() {
-		req.Filters[k] = f.Get(k)
-	}
+	req := bus.PruneRequest{Meta: newKey(), Filters: flt}
 	var resp bus.PruneResponse
 	if err := s.callTimeout(r, 2*s.cfg.CallTimeout, bus.AreaContainers, bus.VerbPrune, req, &resp); err != nil {
 		s.fail(w, r, err)

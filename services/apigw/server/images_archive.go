@@ -101,19 +101,12 @@ func (s *Server) imageHistory(w http.ResponseWriter, r *http.Request, name strin
 
 // imagePrune is POST /images/prune.
 func (s *Server) imagePrune(w http.ResponseWriter, r *http.Request) {
-	f, err := dockerapi.ParseFilters(r.URL.Query().Get("filters"))
+	flt, err := dockerapi.FilterMap(r.URL.Query().Get("filters"), map[string]bool{"dangling": true, "label": true, "label!": true, "until": true})
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	if err := f.Validate(map[string]bool{"dangling": true, "label": true, "label!": true, "until": true}); err != nil {
-		s.fail(w, r, errdefs.Wrap(errdefs.InvalidParameter, err))
-		return
-	}
-	req := bus.ImagePruneRequest{Meta: newKey(), Filters: map[string][]string{}}
-	for _, k := range f.Keys() {
-		req.Filters[k] = f.Get(k)
-	}
+	req := bus.ImagePruneRequest{Meta: newKey(), Filters: flt}
 	var resp bus.ImagePruneResponse
 	if err := s.callTimeout(r, importTimeout, bus.AreaImages, bus.VerbImagePrune, req, &resp); err != nil {
 		s.fail(w, r, err)

@@ -143,19 +143,12 @@ func (s *Server) networkConnect(w http.ResponseWriter, r *http.Request, verb str
 }
 
 func (s *Server) networkPrune(w http.ResponseWriter, r *http.Request) {
-	f, err := dockerapi.ParseFilters(r.URL.Query().Get("filters"))
+	flt, err := dockerapi.FilterMap(r.URL.Query().Get("filters"), map[string]bool{"label": true, "label!": true, "until": true})
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	if err := f.Validate(map[string]bool{"label": true, "label!": true, "until": true}); err != nil {
-		s.fail(w, r, errdefs.Wrap(errdefs.InvalidParameter, err))
-		return
-	}
-	req := dockermsg.NetworkPruneRequest{Meta: newKey(), Filters: map[string][]string{}}
-	for _, k := range f.Keys() {
-		req.Filters[k] = f.Get(k)
-	}
+	req := dockermsg.NetworkPruneRequest{Meta: newKey(), Filters: flt}
 	var resp network.PruneReport
 	if err := s.call(r, bus.AreaNetworks, bus.VerbNetworkPrune, req, &resp); err != nil {
 		s.fail(w, r, err)

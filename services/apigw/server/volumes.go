@@ -14,19 +14,6 @@ import (
 	"berth/services/apigw/dockerapi"
 )
 
-// filterMap reads a filters parameter into the bus's form.
-func filterMap(raw string) (map[string][]string, error) {
-	f, err := dockerapi.ParseFilters(raw)
-	if err != nil {
-		return nil, err
-	}
-	out := map[string][]string{}
-	for _, k := range f.Keys() {
-		out[k] = f.Get(k)
-	}
-	return out, nil
-}
-
 func (s *Server) volumeCreate(w http.ResponseWriter, r *http.Request) {
 	data, err := s.readBody(w, r)
 	if err != nil {
@@ -54,7 +41,7 @@ func (s *Server) volumeCreate(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) volumeList(w http.ResponseWriter, r *http.Request) {
-	f, err := filterMap(r.URL.Query().Get("filters"))
+	f, err := dockerapi.FilterMap(r.URL.Query().Get("filters"), nil)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -93,7 +80,7 @@ func (s *Server) volumeRemove(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) volumePrune(w http.ResponseWriter, r *http.Request) {
-	f, err := filterMap(r.URL.Query().Get("filters"))
+	f, err := dockerapi.FilterMap(r.URL.Query().Get("filters"), nil)
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -20,6 +20,7 @@ import (
 	"berth/pkg/bus/natslite"
 	"berth/pkg/errdefs"
 	"berth/pkg/jsonlog"
+	"berth/pkg/netns"
 	"berth/services/shim/reaper"
 )
 
@@ -209,7 +210,7 @@ func (d *daemon) setup() (initPid int, err error) {
 	d.early = nil
 	d.mu.Unlock()
 	if cfg.LoopbackUp {
-		if err := loopbackUp(initPid); err != nil {
+		if err := netns.LoopbackUp(initPid); err != nil {
 			d.log.Warn("could not bring up the container's loopback", "err", err)
 		}
 	}

@@ -22,6 +22,7 @@ import (
 	"berth/pkg/bus/natsbus"
 	"berth/pkg/errdefs"
 	"berth/pkg/idmap"
+	"berth/pkg/netns"
 	"berth/pkg/overlay"
 	"berth/pkg/specconv"
 )
@@ -374,7 +375,7 @@ func (m *Manager) launch(ctx context.Context, rec *dockermsg.Container) (int, er
 	}
 	// a shim that only created the container: the loopback, then ShimStart
 	if sc.LoopbackUp {
-		if err := loopbackUp(started.InitPid); err != nil {
+		if err := netns.LoopbackUp(started.InitPid); err != nil {
 			m.log.Warn("could not bring up the container's loopback", "id", id, "err", err)
 		}
 	}

@@ -1,47 +1,53 @@
-// The copy of services/supervisor/containers/netns.go the shim uses with
-// bus.ShimConfig.LoopbackUp.
-
-package shim
+// Package netns brings up a container's loopback from outside the
+// container, on a thread that enters its network namespace. It imports
+// nothing but x/sys, so the shim (see CONVENTIONS.md) can use it as the
+// supervisor does.
+package netns
 
 import (
 	"fmt"
-	goruntime "runtime"
+	"runtime"
 
 	"golang.org/x/sys/unix"
 )
 
-// loopbackUp brings up "lo" in the network namespace of pid, so that a
+// LoopbackUp brings up "lo" in the network namespace of pid, so that a
 // container with a network namespace of its own (--network none) has a
-// working loopback, as with Docker. It runs on a locked OS thread that
-// joins the namespace and returns; if it cannot return, the thread is
-// left locked so that Go discards it.
-func loopbackUp(pid int) error {
-	nsFd, err := unix.Open(fmt.Sprintf("/proc/%d/ns/net", pid), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+// working loopback, as with Docker.
+func LoopbackUp(pid int) error {
+	return Do(fmt.Sprintf("/proc/%d/ns/net", pid), func() error { return setLinkUp("lo") })
+}
+
+// Do runs fn in the network namespace at path, on a locked OS thread that
+// joins it and returns to the caller's namespace; a thread that cannot
+// return stays locked, so Go discards it rather than reuse it.
+func Do(path string, fn func() error) error {
+	nsFd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return err
 	}
 	defer unix.Close(nsFd)
 	errc := make(chan error, 1)
 	go func() {
-		goruntime.LockOSThread()
+		runtime.LockOSThread()
 		orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
-			goruntime.UnlockOSThread()
+			runtime.UnlockOSThread()
 			errc <- err
 			return
 		}
 		defer unix.Close(orig)
 		if err := unix.Setns(nsFd, unix.CLONE_NEWNET); err != nil {
-			goruntime.UnlockOSThread()
+			runtime.UnlockOSThread()
 			errc <- fmt.Errorf("setns: %w", err)
 			return
 		}
-		err = setLinkUp("lo")
+		err = fn()
 		if rerr := unix.Setns(orig, unix.CLONE_NEWNET); rerr != nil {
 			errc <- fmt.Errorf("returning to the host network namespace: %w", rerr)
 			return // the thread stays locked and dies with the goroutine
 		}
-		goruntime.UnlockOSThread()
+		runtime.UnlockOSThread()
 		errc <- err
 	}()
 	return <-errc
