@@ -50,6 +50,7 @@ func main() {
 	fs.StringVar(&o.NATSCredentials, "nats-credentials", "/var/lib/berth/auth/apigw.json", "NATS credentials file written by the supervisor (used unless --nats-user is given)")
 	fs.StringVar(&o.Node, "node", hostname, "node name used in bus subjects")
 	fs.StringVar(&o.MetricsAddr, "metrics-addr", "127.0.0.1:9324", "address of the /metrics listener (empty: none)")
+	fs.Int64Var(&o.MaxUploadBytes, "max-upload-bytes", server.DefaultMaxUploadBytes, "largest streamed request body (docker import, load, cp into a container)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&showVer, "version", false, "print the version and exit")
 	_ = fs.Parse(os.Args[1:])

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net/http"
 	"sync"
 	"time"
 
@@ -289,6 +290,9 @@ func Upload(ctx context.Context, nc *nats.Conn, subject string, r io.Reader) err
 		eof := errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF)
 		if rerr != nil && !eof {
 			cancelTransfer(nc, subject)
+			if mbe := (*http.MaxBytesError)(nil); errors.As(rerr, &mbe) {
+				return rerr // the caller answers 413
+			}
 			return errdefs.New(errdefs.InvalidParameter, "reading the request body: %v", rerr)
 		}
 		for inflight >= Window {

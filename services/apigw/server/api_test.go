@@ -143,6 +143,26 @@ func TestInfo(t *testing.T) {
 	}
 }
 
+// TestUploadLimit: a streamed body (docker import, load) past the upload
+// limit gets 413 with Docker's JSON error, and nothing stays in the uploads
+// bucket.
+func TestUploadLimit(t *testing.T) {
+	e := newEnv(t, envOpts{maxUpload: 1 << 20})
+	for _, path := range []string{"/images/create?fromSrc=-&repo=big", "/images/load"} {
+		code, _, body := e.do("POST", path, strings.NewReader(strings.Repeat("z", 2<<20)), "Content-Type", "application/x-tar")
+		if code != 413 || !strings.Contains(errMessage(t, body), "request body too large") {
+			t.Errorf("%s: got %d %s, want 413 request body too large", path, code, body)
+		}
+	}
+	store, err := e.js.ObjectStore(context.Background(), bus.UploadsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if objs, err := store.List(context.Background()); err == nil && len(objs) > 0 {
+		t.Errorf("%d objects left in the uploads bucket, e.g. %s", len(objs), objs[0].Name)
+	}
+}
+
 func TestCreateErrors(t *testing.T) {
 	e := newEnv(t, envOpts{maxBody: 64 << 10})
 	cases := []struct {

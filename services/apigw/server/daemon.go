@@ -31,6 +31,7 @@ type DaemonOptions struct {
 	NATSCredentials string
 	Node            string
 	MetricsAddr     string // empty: no metrics listener
+	MaxUploadBytes  int64  // streamed bodies (import, load, cp); 0: DefaultMaxUploadBytes
 	Version         string
 	GitCommit       string
 	Logger          *slog.Logger
@@ -52,7 +53,7 @@ func Run(ctx context.Context, o DaemonOptions) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	s := New(Config{Node: o.Node, Logger: log, Registerer: reg, Version: o.Version, GitCommit: o.GitCommit})
+	s := New(Config{Node: o.Node, Logger: log, Registerer: reg, Version: o.Version, GitCommit: o.GitCommit, MaxUploadBytes: o.MaxUploadBytes})
 	o.Listen.Logger = log
 
 	var listeners []net.Listener

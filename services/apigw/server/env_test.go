@@ -58,6 +58,7 @@ type envOpts struct {
 	noSupervisor bool
 	noStream     bool
 	maxBody      int64
+	maxUpload    int64
 	callTimeout  time.Duration
 }
 
@@ -92,7 +93,7 @@ func newEnv(t *testing.T, opts ...envOpts) *testEnv {
 	if o.callTimeout == 0 {
 		o.callTimeout = 5 * time.Second
 	}
-	e.srv = New(Config{Node: testNode, Logger: log, Registerer: e.reg, CallTimeout: o.callTimeout, MaxBodyBytes: o.maxBody})
+	e.srv = New(Config{Node: testNode, Logger: log, Registerer: e.reg, CallTimeout: o.callTimeout, MaxBodyBytes: o.maxBody, MaxUploadBytes: o.maxUpload})
 	snc, err := nats.Connect(e.ns.ClientURL())
 	if err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 
@@ -124,7 +125,11 @@ func (s *Server) containerArchivePut(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if err := natsbus.Upload(r.Context(), nc, resp.Stream, r.Body); err != nil {
+	if err := natsbus.Upload(r.Context(), nc, resp.Stream, s.uploadBody(w, r)); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			err = tooLarge(mbe, mbe.Limit)
+		}
 		s.fail(w, r, err)
 		return
 	}

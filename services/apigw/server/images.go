@@ -237,7 +237,7 @@ func (s *Server) imageCreate(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), importTimeout)
 	defer cancel()
-	store, object, err := s.upload(ctx, "import", "docker import "+repo, r.Body)
+	store, object, err := s.upload(ctx, "import", "docker import "+repo, s.uploadBody(w, r))
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -282,6 +282,11 @@ func (s *Server) uploadsBucket(ctx context.Context) (jetstream.ObjectStore, erro
 	return store, nil
 }
 
+// uploadBody is a streamed request body, cut at MaxUploadBytes.
+func (s *Server) uploadBody(w http.ResponseWriter, r *http.Request) io.Reader {
+	return http.MaxBytesReader(w, r.Body, s.cfg.MaxUploadBytes)
+}
+
 // upload puts body into the uploads bucket as a new object named
 // <kind>-<uuid>.
 func (s *Server) upload(ctx context.Context, kind, desc string, body io.Reader) (jetstream.ObjectStore, string, error) {
@@ -292,6 +297,10 @@ func (s *Server) upload(ctx context.Context, kind, desc string, body io.Reader) 
 	object := kind + "-" + uuid.NewString()
 	if _, err := store.Put(ctx, jetstream.ObjectMeta{Name: object, Description: desc}, body); err != nil {
 		_ = store.Delete(context.WithoutCancel(ctx), object)
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, "", tooLarge(mbe, mbe.Limit)
+		}
 		return nil, "", errdefs.New(errdefs.Unavailable, "uploading the image tarball to the bus failed: %v", err)
 	}
 	return store, object, nil

@@ -25,7 +25,7 @@ import (
 func (s *Server) imageLoad(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), importTimeout)
 	defer cancel()
-	store, object, err := s.upload(ctx, "load", "docker load", r.Body)
+	store, object, err := s.upload(ctx, "load", "docker load", s.uploadBody(w, r))
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -25,19 +25,23 @@ import (
 const (
 	DefaultCallTimeout  = 30 * time.Second
 	DefaultMaxBodyBytes = 4 << 20 // JSON bodies; image tarballs are streamed
+	// DefaultMaxUploadBytes bounds the streamed bodies (docker import, load,
+	// cp into a container), which pass through the bus's object store.
+	DefaultMaxUploadBytes = 16 << 30
 	// EngineVersion is what `docker version` shows as the server's version.
 	EngineVersion = "28.5.2-berth"
 )
 
 // Config configures a Server.
 type Config struct {
-	Node         string
-	Logger       *slog.Logger
-	Registerer   prometheus.Registerer // nil: metrics are kept but not exported
-	CallTimeout  time.Duration         // every bus command; 0: DefaultCallTimeout
-	MaxBodyBytes int64                 // JSON request bodies; 0: DefaultMaxBodyBytes
-	Version      string                // berth's own version, shown in Components
-	GitCommit    string
+	Node           string
+	Logger         *slog.Logger
+	Registerer     prometheus.Registerer // nil: metrics are kept but not exported
+	CallTimeout    time.Duration         // every bus command; 0: DefaultCallTimeout
+	MaxBodyBytes   int64                 // JSON request bodies; 0: DefaultMaxBodyBytes
+	MaxUploadBytes int64                 // streamed bodies; 0: DefaultMaxUploadBytes
+	Version        string                // berth's own version, shown in Components
+	GitCommit      string
 }
 
 // Server serves the Docker Engine API. It keeps no container state: every
@@ -71,6 +75,9 @@ func New(cfg Config) *Server {
 	}
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.MaxUploadBytes == 0 {
+		cfg.MaxUploadBytes = DefaultMaxUploadBytes
 	}
 	if cfg.Version == "" {
 		cfg.Version = "dev"
