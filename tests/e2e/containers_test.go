@@ -47,6 +47,20 @@ func TestNoSuchBinaryMessage(t *testing.T) {
 	if code != 127 || !strings.Contains(errOut, "no such file or directory") {
 		t.Fatalf("exit %d stderr %q", code, errOut)
 	}
+	// as with Docker: the message once, from the daemon, none of it in the
+	// container's log, and the container left created with its exit code
+	name := uniq("nobin")
+	_, errOut, _ = s.Docker("run", "--name", name, "busybox", "/no/such/binary")
+	defer s.Docker("rm", "-f", name)
+	if strings.Contains(errOut, "berth-runtime:") {
+		t.Errorf("the runtime's own error reached the attached client: %q", errOut)
+	}
+	if out, errOut, _ := s.Docker("logs", name); out != "" || errOut != "" {
+		t.Errorf("docker logs of a container that never ran: %q %q", out, errOut)
+	}
+	if st := s.MustDocker("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}} {{.State.FinishedAt}}", name); st != "created 127 0001-01-01T00:00:00Z" {
+		t.Errorf("state after the failed start: %q, want created 127 and no finish time", st)
+	}
 }
 
 func TestLifecycleAndInspect(t *testing.T) {

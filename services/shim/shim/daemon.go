@@ -160,8 +160,10 @@ func (d *daemon) setup() (initPid int, err error) {
 	if d.io, err = openStdio(cfg); err != nil {
 		return 0, err
 	}
-	// The pumps run from now, so that what the runtime prints on the
-	// container's stderr while it fails is kept for the error message.
+	// The pumps run from now. Until the container is created only the
+	// runtime writes there (the init waits for start): that is kept for
+	// the error message and, as with Docker, out of the container's log
+	// and attach stream.
 	for _, p := range []struct {
 		f *os.File
 		s string

@@ -207,6 +207,7 @@ func (d *daemon) pump(f *os.File, stream string, wg *sync.WaitGroup) {
 			d.metrics.out[streamIndex(stream)].Add(int64(n))
 			if !d.isCreated() {
 				d.keepEarly(buf[:n])
+				continue
 			}
 			if werr := d.logw.Write(stream, buf[:n], time.Now()); werr != nil {
 				d.logWriteError(werr)

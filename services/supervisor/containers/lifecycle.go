@@ -201,8 +201,9 @@ func (m *Manager) startLocked(ctx context.Context, c *ctr) error {
 		c.starting = false
 		c.rec.State = dockermsg.State{Status: "exited", ExitCode: code, Error: msg, StartedAt: c.rec.State.StartedAt, FinishedAt: time.Now().UTC()}
 		if c.rec.State.StartedAt.IsZero() {
-			// Docker shows a failed first start as never finished
-			c.rec.State.FinishedAt = time.Time{}
+			// Docker leaves a container whose first start failed created,
+			// never finished
+			c.rec.State.Status, c.rec.State.FinishedAt = "created", time.Time{}
 		}
 		m.mu.Unlock()
 		if serr := m.save(c); serr != nil {
