@@ -149,8 +149,7 @@ func (s *Store) Pull(ctx context.Context, c *registry.Client, o PullOptions) (*P
 	if err != nil {
 		return nil, pullError(named, err)
 	}
-	n := NewImage{Config: cfgRaw, Event: "pull", EventName: familiar,
-		Digests: []string{reference.FamiliarName(named) + "@" + topDigest.String()}}
+	n := NewImage{Config: cfgRaw, Digests: []string{reference.FamiliarName(named) + "@" + topDigest.String()}}
 	if _, ok := named.(reference.Canonical); !ok {
 		n.Tags = []string{familiar}
 	}
@@ -158,6 +157,9 @@ func (s *Store) Pull(ctx context.Context, c *registry.Client, o PullOptions) (*P
 	if err != nil {
 		return nil, err
 	}
+	// dockerd's pull event, for every pull (an up-to-date image too): the
+	// reference as the actor, the repository as its name
+	s.emit("pull", familiar, map[string]string{"name": reference.FamiliarName(named)})
 	o.Progress.line("Digest: " + topDigest.String())
 	if isNew || fetched > 0 {
 		o.Progress.line("Status: Downloaded newer image for " + familiar)

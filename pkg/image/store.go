@@ -220,9 +220,7 @@ type NewImage struct {
 	Config  []byte   // the config blob; the image ID is its digest
 	Tags    []string // familiar name:tag references to point at it
 	Digests []string // familiar name@sha256:… references (RepoDigests)
-	Event   string   // the event to emit for a new image: import, pull, load, commit
-	// EventName is the event's name attribute ("" is the image ID).
-	EventName string
+	Event   string   // the event to emit for a new image (import, load, commit); "": none
 }
 
 // parseConfig reads an image config into a record (without sizes).
@@ -299,12 +297,8 @@ func (s *Store) AddImage(n NewImage) (*dockermsg.Image, bool, error) {
 		}
 		s.images[img.ID] = img
 	}
-	if !exists {
-		name := n.EventName
-		if name == "" {
-			name = img.ID
-		}
-		s.emit(n.Event, img.ID, map[string]string{"name": name})
+	if !exists && n.Event != "" {
+		s.emit(n.Event, img.ID, nil)
 	}
 	for _, t := range n.Tags {
 		if s.repos[t] == img.ID {

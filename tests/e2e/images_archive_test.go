@@ -2,10 +2,12 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"berth/tests/regtest"
 )
@@ -164,4 +166,30 @@ func TestImagePruneAndDiskUsage(t *testing.T) {
 	s.MustDocker("image", "inspect", label+"/used:v1")
 	s.MustDocker("rm", user)
 	s.MustDocker("rmi", label+"/used:v1")
+}
+
+// TestCommitPausesRunning: docker commit freezes a running container while
+// its layer is read, as dockerd does (pause and unpause events), not with
+// --pause=false, and the container runs on afterwards.
+func TestCommitPausesRunning(t *testing.T) {
+	s := shared(t)
+	c := s.MustDocker("run", "-d", "busybox", "sh", "-c", "echo x > /made; sleep 300")
+	defer s.Docker("rm", "-f", c)
+	since := fmt.Sprint(time.Now().Unix())
+	img := s.MustDocker("commit", c)
+	defer s.Docker("rmi", img)
+	s.MustDocker("commit", "--pause=false", c)
+	until := fmt.Sprint(time.Now().Unix() + 1)
+	ev := s.MustDocker("events", "--since", since, "--until", until, "--filter", "container="+c,
+		"--filter", "event=pause", "--filter", "event=unpause", "--filter", "event=commit", "--format", "{{.Action}}")
+	// dockerd's order: the commit event before the deferred unpause
+	if got := strings.Join(strings.Fields(ev), ","); got != "pause,commit,unpause,commit" {
+		t.Errorf("events %q, want pause,commit,unpause,commit", got)
+	}
+	if st := s.MustDocker("inspect", "-f", "{{.State.Status}}", c); st != "running" {
+		t.Errorf("after the commit: %s", st)
+	}
+	if out := s.MustDocker("run", "--rm", img, "cat", "/made"); out != "x" {
+		t.Errorf("committed file: %q", out)
+	}
 }

@@ -3,12 +3,14 @@ package e2e
 import (
 	"archive/tar"
 	"bytes"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -81,6 +83,7 @@ func TestPullRunRemove(t *testing.T) {
 	img := layeredImage(t, regtest.BuildOptions{})
 	reg.Push(t, "berth/layered", "v1", img)
 	ref := proxy.Addr + "/berth/layered:v1"
+	since := fmt.Sprint(time.Now().Unix())
 
 	out, errOut, code := s.Docker("pull", ref)
 	if code != 0 {
@@ -115,6 +118,12 @@ func TestPullRunRemove(t *testing.T) {
 	// a second pull fetches nothing
 	before := proxy.TotalGets()
 	out = s.MustDocker("pull", ref)
+	// dockerd's pull event, for both pulls: the reference as the actor
+	ev := s.MustDocker("events", "--since", since, "--until", fmt.Sprint(time.Now().Unix()+1), "--filter", "type=image", "--filter", "event=pull",
+		"--format", `{{.Actor.ID}} {{index .Actor.Attributes "name"}}`)
+	if want := ref + " " + proxy.Addr + "/berth/layered"; ev != want+"\n"+want {
+		t.Errorf("pull events %q, want twice %q", ev, want)
+	}
 	if !strings.Contains(out, "Image is up to date for "+ref) || proxy.TotalGets() != before {
 		t.Errorf("second pull fetched %d blobs:\n%s", proxy.TotalGets()-before, out)
 	}

@@ -332,6 +332,20 @@ func (s *Server) commit(data []byte) (any, error) {
 		mergeConfig(&cfg, &over)
 	}
 	createdBy := strings.TrimSpace(c.Path + " " + strings.Join(c.Args, " "))
+	if req.Pause && c.State.Running && !c.State.Paused {
+		// as dockerd: frozen while its layer is read, so that the image
+		// is one moment of its file system (pause and unpause events)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := s.Containers.Pause(ctx, c.ID); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if err := s.Containers.Unpause(context.WithoutCancel(ctx), c.ID); err != nil {
+				s.Log.Error("unpausing after commit", "id", c.ID, "err", err)
+			}
+		}()
+	}
 	img, err := s.Images.Commit(s.Containers.UpperDir(c.ID), c.Image, image.CommitOptions{
 		Repo: req.Repo, Tag: req.Tag, Comment: req.Comment, Author: req.Author,
 		Changes: req.Changes, Config: cfg, CreatedBy: createdBy,
