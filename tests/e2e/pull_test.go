@@ -119,7 +119,7 @@ func TestPullRunRemove(t *testing.T) {
 	before := proxy.TotalGets()
 	out = s.MustDocker("pull", ref)
 	// dockerd's pull event, for both pulls: the reference as the actor
-	ev := s.MustDocker("events", "--since", since, "--until", fmt.Sprint(time.Now().Unix()+1), "--filter", "type=image", "--filter", "event=pull",
+	ev := s.MustDocker("events", "--since", since, "--until", fmt.Sprint(time.Now().Unix()+1), "--filter", "type=image", "--filter", "event=pull", "--filter", "image="+ref,
 		"--format", `{{.Actor.ID}} {{index .Actor.Attributes "name"}}`)
 	if want := ref + " " + proxy.Addr + "/berth/layered"; ev != want+"\n"+want {
 		t.Errorf("pull events %q, want twice %q", ev, want)
