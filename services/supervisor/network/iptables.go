@@ -22,6 +22,7 @@ type chains struct{ prefix string }
 func (c chains) forward() string   { return c.prefix + "-FORWARD" }
 func (c chains) isolation() string { return c.prefix + "-ISOLATION" }
 func (c chains) dnat() string      { return c.prefix + "-DNAT" }
+func (c chains) raw() string       { return c.prefix + "-RAW" }
 func (c chains) postrouting() string {
 	return c.prefix + "-POSTROUTING"
 }
@@ -34,6 +35,7 @@ type jump struct {
 
 func (c chains) jumps() []jump {
 	return []jump{
+		{"raw", "PREROUTING", []string{"-j", c.raw()}},
 		{"filter", "FORWARD", []string{"-j", c.forward()}},
 		{"nat", "PREROUTING", []string{"-m", "addrtype", "--dst-type", "LOCAL", "-j", c.dnat()}},
 		// the host's own connections to a published port, 127.0.0.1 included
@@ -74,7 +76,7 @@ func (c chains) remove() {
 		}
 	}
 	for _, t := range []struct{ table, chain string }{
-		{"filter", c.forward()}, {"filter", c.isolation()}, {"nat", c.dnat()}, {"nat", c.postrouting()},
+		{"raw", c.raw()}, {"filter", c.forward()}, {"filter", c.isolation()}, {"nat", c.dnat()}, {"nat", c.postrouting()},
 	} {
 		if iptables("-t", t.table, "-F", t.chain) == nil {
 			_ = iptables("-t", t.table, "-X", t.chain)
@@ -105,6 +107,18 @@ func (c chains) ruleset(nets []ruleNet, ports []rulePort) []byte {
 	sort.Slice(nets, func(i, j int) bool { return nets[i].bridge < nets[j].bridge })
 	var b bytes.Buffer
 	w := func(format string, a ...any) { fmt.Fprintf(&b, format+"\n", a...) }
+	// route_localnet on a bridge (see link.go) would also let a container
+	// reach the host's 127.0.0.1-only services by sending to 127.0.0.1
+	// through the bridge (CVE-2020-8558): before conntrack, nothing arriving
+	// from a bridge legitimately has a loopback destination (the replies to
+	// the host's own 127.0.0.1 connections are addressed to the gateway
+	// until they are de-NAT'd).
+	w("*raw")
+	w(":%s - [0:0]", c.raw())
+	for _, n := range nets {
+		w("-A %s -i %s -d 127.0.0.0/8 -j DROP", c.raw(), n.bridge)
+	}
+	w("COMMIT")
 	w("*filter")
 	w(":%s - [0:0]", c.forward())
 	w(":%s - [0:0]", c.isolation())
