@@ -1,6 +1,7 @@
 package image
 
 import (
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -110,11 +111,7 @@ func (s *Store) Prune(filters map[string][]string) (*bus.ImagePruneResponse, err
 		}
 	}
 	// layers left by failed pulls, and their partial downloads
-	for d := range s.layers {
-		if s.pins[d] == 0 && !s.layerUsedLocked(d) {
-			s.removeLayerLocked(d)
-		}
-	}
+	s.removeUnusedLayersLocked(slices.Collect(maps.Keys(s.layers)))
 	if len(s.pins) == 0 {
 		partial := filepath.Join(s.dir, "blobs", "partial")
 		ents, _ := os.ReadDir(partial)

@@ -309,3 +309,26 @@ func TestImportGzipAndGarbage(t *testing.T) {
 		t.Error("failed import tagged")
 	}
 }
+
+// TestSingleReference: a pulled image's tag and its digest are one name
+// (rmi of that tag needs force while a container uses the image); another
+// tag or another repository's digest is not.
+func TestSingleReference(t *testing.T) {
+	for _, c := range []struct {
+		tags, digests []string
+		want          bool
+	}{
+		{nil, nil, false},
+		{[]string{"a:v1"}, nil, true},
+		{nil, []string{"h:5000/a@sha256:1"}, true},
+		{[]string{"h:5000/a:v1"}, []string{"h:5000/a@sha256:1"}, true},
+		{nil, []string{"h:5000/a@sha256:1", "h:5000/a@sha256:2"}, true},
+		{[]string{"h:5000/a:v1"}, []string{"h:5000/b@sha256:1"}, false},
+		{[]string{"a:v1", "a:v2"}, nil, false},
+		{nil, []string{"a@sha256:1", "b@sha256:1"}, false},
+	} {
+		if got := singleReference(c.tags, c.digests); got != c.want {
+			t.Errorf("singleReference(%q, %q) = %v", c.tags, c.digests, got)
+		}
+	}
+}

@@ -52,6 +52,8 @@ type Hooks struct {
 	// Users lists the containers using image id (for delete conflicts and
 	// the Containers count).
 	Users func(id string) []User
+	// Layers lists the layers containers hold (kept when their image goes).
+	Layers func() map[digest.Digest]bool
 	// Event is called for import, tag, untag and delete.
 	Event func(action, id string, attrs map[string]string)
 }
@@ -504,8 +506,7 @@ func (s *Store) Remove(ref string, force bool) ([]bus.ImageDeleted, error) {
 	users := s.users(id)
 	var out []bus.ImageDeleted
 	if !isIDPrefix(id, ref) {
-		refs := len(tags) + len(img.RepoDigests)
-		if !force && refs == 1 && len(users) > 0 {
+		if !force && singleReference(tags, img.RepoDigests) && len(users) > 0 {
 			return nil, errdefs.New(errdefs.Conflict, "conflict: unable to remove repository reference %q (must force) - container %s is using its referenced image %s", ref, ShortID(users[0].ID), ShortID(id))
 		}
 		if d, err := NormalizeDigestRef(ref); err == nil {
@@ -554,6 +555,35 @@ func (s *Store) Remove(ref string, force bool) ([]bus.ImageDeleted, error) {
 	return s.deleteLocked(img, out)
 }
 
+// singleReference tells whether the references are one name, as Docker's
+// isSingleReference: one reference, or one tag and digests of its
+// repository only (a pulled image's name:tag and name@sha256:…), which go
+// together.
+func singleReference(tags, digests []string) bool {
+	switch {
+	case len(tags)+len(digests) <= 1:
+		return len(tags)+len(digests) == 1
+	case len(tags) > 1:
+		return false
+	}
+	repo := func(ref string) string {
+		if i := strings.Index(ref, "@"); i >= 0 {
+			return ref[:i]
+		}
+		return ref[:strings.LastIndex(ref, ":")]
+	}
+	name := repo(digests[0])
+	if len(tags) == 1 {
+		name = repo(tags[0])
+	}
+	for _, d := range digests {
+		if repo(d) != name {
+			return false
+		}
+	}
+	return true
+}
+
 // untagAllLocked drops every tag of img (and lists its digests, which go
 // with the image).
 func (s *Store) untagAllLocked(img *dockermsg.Image, tags []string) ([]bus.ImageDeleted, error) {
@@ -579,7 +609,7 @@ func (s *Store) deleteLocked(img *dockermsg.Image, out []bus.ImageDeleted) ([]bu
 	}
 	delete(s.images, id)
 	s.removeBlob(digest.Digest(id))
-	gone := s.removeUnusedLayersLocked(img)
+	gone := s.removeUnusedLayersLocked(img.RootFS.DiffIDs)
 	s.emit("delete", id, nil)
 	out = append(out, bus.ImageDeleted{Deleted: id})
 	for _, d := range gone {
@@ -631,25 +661,35 @@ func (s *Store) untagLocked(ref string) error {
 	return nil
 }
 
-// removeUnusedLayersLocked deletes img's layers no other image uses (nor
-// an image being made), and returns their diffIDs.
-func (s *Store) removeUnusedLayersLocked(img *dockermsg.Image) []digest.Digest {
+// removeUnusedLayersLocked deletes the layers of diffIDs that no image,
+// container or image being made uses, and returns them.
+func (s *Store) removeUnusedLayersLocked(diffIDs []digest.Digest) []digest.Digest {
+	held := s.heldLayers()
 	var gone []digest.Digest
-	for _, d := range img.RootFS.DiffIDs {
-		if s.pins[d] > 0 || slices.Contains(gone, d) {
+	for _, d := range diffIDs {
+		if held[d] || s.pins[d] > 0 || slices.Contains(gone, d) || s.layerUsedLocked(d) {
 			continue
 		}
-		used := false
-		for _, other := range s.images {
-			if other.ID != img.ID && slices.Contains(other.RootFS.DiffIDs, d) {
-				used = true
-				break
-			}
-		}
-		if !used {
-			s.removeLayerLocked(d)
-			gone = append(gone, d)
-		}
+		s.removeLayerLocked(d)
+		gone = append(gone, d)
 	}
 	return gone
+}
+
+func (s *Store) heldLayers() map[digest.Digest]bool {
+	if s.hooks.Layers == nil {
+		return nil
+	}
+	return s.hooks.Layers()
+}
+
+// ReleaseLayers deletes the layers of diffIDs that nothing uses any more:
+// those a removed container held after its image was deleted.
+func (s *Store) ReleaseLayers(diffIDs []digest.Digest) {
+	if len(diffIDs) == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.removeUnusedLayersLocked(diffIDs)
 }

@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -55,5 +57,46 @@ func TestImportWithChanges(t *testing.T) {
 	out := s.MustDocker("rmi", repo+":v2")
 	if !strings.Contains(out, "Untagged: "+repo+":v2") || !strings.Contains(out, "Deleted: sha256:") {
 		t.Fatalf("rmi: %q", out)
+	}
+}
+
+// TestForcedRemoveKeepsContainerLayers: as with Docker, `rmi -f` of the image
+// of a stopped container deletes the image but not the layers the container
+// stands on: it still starts, and its removal then frees them.
+func TestForcedRemoveKeepsContainerLayers(t *testing.T) {
+	s := shared(t)
+	layers := func() int {
+		ents, err := os.ReadDir(filepath.Join(s.Root, "images", "layers"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ents)
+	}
+	before := layers()
+	repo, w, c := uniq("forced"), uniq("writer"), uniq("stander")
+	s.MustDocker("run", "--name", w, "busybox", "sh", "-c", "echo kept > /kept")
+	s.MustDocker("commit", w, repo+":v1")
+	s.MustDocker("rm", w)
+	s.MustDocker("create", "--name", c, repo+":v1", "cat", "/kept")
+	cid := s.MustDocker("inspect", "-f", "{{.Id}}", c)
+	_, errOut, code := s.Docker("rmi", repo+":v1")
+	if want := `unable to remove repository reference "` + repo + `:v1" (must force) - container ` + cid[:12]; code != 1 || !strings.Contains(errOut, want) {
+		t.Fatalf("rmi of a used image: %d %q, want %q", code, errOut, want)
+	}
+	if out := s.MustDocker("rmi", "-f", repo+":v1"); !strings.Contains(out, "Untagged: "+repo+":v1") || !strings.Contains(out, "Deleted: sha256:") {
+		t.Fatalf("rmi -f: %q", out)
+	}
+	if _, _, code := s.Docker("image", "inspect", repo+":v1"); code != 1 {
+		t.Fatal("the image is still there after rmi -f")
+	}
+	if out, errOut, code := s.Docker("start", "-a", c); code != 0 || out != "kept" {
+		t.Fatalf("start after its image's removal: %d %q %s", code, out, errOut)
+	}
+	if out := s.MustDocker("ps", "-a", "--filter", "name="+c, "--format", "{{.Names}}"); out != c {
+		t.Fatalf("ps -a: %q", out)
+	}
+	s.MustDocker("rm", c)
+	if n := layers(); n != before {
+		t.Fatalf("%d layers after removing the container, %d before", n, before)
 	}
 }

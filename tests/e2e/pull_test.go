@@ -137,6 +137,10 @@ func TestPullRunRemove(t *testing.T) {
 	if _, errOut, code := s.Docker("rmi", img.ConfigDigest.Encoded()[:12]); code == 0 || !strings.Contains(errOut, "image is being used by stopped container") {
 		t.Errorf("rmi of a used image: %d %s", code, errOut)
 	}
+	// its tag and digest are one name: untagging needs force too
+	if _, errOut, code := s.Docker("rmi", ref); code != 1 || !strings.Contains(errOut, `unable to remove repository reference "`+ref+`" (must force) - container`) {
+		t.Errorf("rmi of a used image's tag: %d %s", code, errOut)
+	}
 	s.MustDocker("rm", name)
 	out = s.MustDocker("rmi", ref)
 	if !strings.Contains(out, "Untagged: "+ref) || !strings.Contains(out, "Deleted: "+img.ConfigDigest.String()) {

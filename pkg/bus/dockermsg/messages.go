@@ -10,6 +10,7 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/network"
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"berth/pkg/bus"
@@ -62,21 +63,25 @@ type State struct {
 // Container is the supervisor's record of a container, as apigw reads it to
 // answer inspect and list.
 type Container struct {
-	ID           string                `json:"id"`
-	Name         string                `json:"name"` // with Docker's leading "/"
-	Created      time.Time             `json:"created"`
-	Path         string                `json:"path"`
-	Args         []string              `json:"args"`
-	Config       *container.Config     `json:"config"`
-	HostConfig   *container.HostConfig `json:"hostConfig"`
-	Image        string                `json:"image"` // image ID, sha256:…
-	State        State                 `json:"state"`
-	RestartCount int                   `json:"restartCount"`
-	LogPath      string                `json:"logPath"`
-	Driver       string                `json:"driver"`
-	BundlePath   string                `json:"bundlePath"`
-	RootfsPath   string                `json:"rootfsPath"`
-	SizeRw       int64                 `json:"sizeRw,omitempty"`
+	ID         string                `json:"id"`
+	Name       string                `json:"name"` // with Docker's leading "/"
+	Created    time.Time             `json:"created"`
+	Path       string                `json:"path"`
+	Args       []string              `json:"args"`
+	Config     *container.Config     `json:"config"`
+	HostConfig *container.HostConfig `json:"hostConfig"`
+	Image      string                `json:"image"` // image ID, sha256:…
+	// Layers are the image's layers (diffIDs, lowest first), held by the
+	// container: `docker rmi -f` of its image keeps them, as Docker's
+	// layer store does, until the container is removed.
+	Layers       []digest.Digest `json:"layers,omitempty"`
+	State        State           `json:"state"`
+	RestartCount int             `json:"restartCount"`
+	LogPath      string          `json:"logPath"`
+	Driver       string          `json:"driver"`
+	BundlePath   string          `json:"bundlePath"`
+	RootfsPath   string          `json:"rootfsPath"`
+	SizeRw       int64           `json:"sizeRw,omitempty"`
 	// Files bind-mounted over the container's /etc/hostname, /etc/hosts and
 	// /etc/resolv.conf (written at start, under the container's directory).
 	HostnamePath   string `json:"hostnamePath,omitempty"`

@@ -338,8 +338,9 @@ func StartContext(ctx context.Context, c Config) (_ *Supervisor, err error) {
 		return nil, fmt.Errorf("restoring containers: %w", err)
 	}
 	s.Images.SetHooks(image.Hooks{
-		Users: s.Containers.Users,
-		Event: func(action, id string, attrs map[string]string) { srv.PublishEvent("image", action, id, attrs) },
+		Users:  s.Containers.Users,
+		Layers: s.Containers.Layers,
+		Event:  func(action, id string, attrs map[string]string) { srv.PublishEvent("image", action, id, attrs) },
 	})
 	met = metrics.New(s.Containers.Counts, func() int { return s.Containers.Counts()["running"] + s.Containers.Counts()["paused"] })
 	met.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "berth_supervisor_volumes", Help: "Volumes (named and anonymous)."},

@@ -75,9 +75,9 @@ func (m *Manager) openView(ref string, binds bool) (c *ctr, v *containerfs.View,
 	cfg := containerfs.Config{Root: m.rootfs(id)}
 	madeBundle := false
 	if !isMountPoint(cfg.Root) {
-		img, err := m.cfg.Images.Get(rec.Image)
+		layers, err := m.layerDirs(&rec)
 		if err != nil {
-			return nil, nil, nil, fmt.Errorf("the container's image %s: %w", rec.Image, err)
+			return nil, nil, nil, err
 		}
 		for _, d := range []string{filepath.Join(m.dir(id), "upper"), filepath.Join(m.dir(id), "work")} {
 			if err := os.MkdirAll(d, 0o755); err != nil {
@@ -90,7 +90,7 @@ func (m *Manager) openView(ref string, binds bool) (c *ctr, v *containerfs.View,
 		// work/work/incompat/volatile, left by a volatile mount, makes
 		// overlayfs refuse the layer (see mountRootfs)
 		_ = os.RemoveAll(filepath.Join(m.dir(id), "work", "work", "incompat"))
-		cfg.Overlay = m.overlayData(id, m.cfg.Images.LayerDirs(img))
+		cfg.Overlay = m.overlayData(id, layers)
 	}
 	var mounted []string // volumes mounted for the view (mount options)
 	release := func() {
@@ -295,9 +295,9 @@ func (m *Manager) Changes(ref string) ([]container.FilesystemChange, error) {
 	m.mu.Lock()
 	rec := c.rec
 	m.mu.Unlock()
-	img, err := m.cfg.Images.Get(rec.Image)
+	layers, err := m.layerDirs(&rec)
 	if err != nil {
-		return nil, fmt.Errorf("the container's image %s: %w", rec.Image, err)
+		return nil, err
 	}
-	return containerfs.Changes(filepath.Join(m.dir(rec.ID), "upper"), m.cfg.Images.LayerDirs(img))
+	return containerfs.Changes(filepath.Join(m.dir(rec.ID), "upper"), layers)
 }

@@ -251,11 +251,11 @@ func (m *Manager) startLocked(ctx context.Context, c *ctr) error {
 func (m *Manager) launch(ctx context.Context, rec *dockermsg.Container) (int, error) {
 	id := rec.ID
 	m.log.Debug("start: launching", "id", id)
-	img, err := m.cfg.Images.Get(rec.Image)
+	layers, err := m.layerDirs(rec)
 	if err != nil {
-		return 0, fmt.Errorf("the container's image %s: %w", rec.Image, err)
+		return 0, err
 	}
-	if err := m.mountRootfs(id, m.cfg.Images.LayerDirs(img), rec.HostConfig != nil && rec.HostConfig.AutoRemove); err != nil {
+	if err := m.mountRootfs(id, layers, rec.HostConfig != nil && rec.HostConfig.AutoRemove); err != nil {
 		return 0, err
 	}
 	mounts, err := m.setupMounts(rec, m.rootfs(id))

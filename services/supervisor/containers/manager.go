@@ -21,6 +21,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/pkg/namesgenerator"
 	"github.com/nats-io/nats.go"
+	digest "github.com/opencontainers/go-digest"
 
 	"berth/pkg/bus"
 	"berth/pkg/bus/dockermsg"
@@ -351,6 +352,38 @@ func (m *Manager) event(c *ctr, action string, extra ...string) {
 }
 
 // Users lists the containers using image id (the image store's hook).
+// Layers lists the layers every container holds (see dockermsg.Container.Layers).
+func (m *Manager) Layers() map[digest.Digest]bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := map[digest.Digest]bool{}
+	for _, c := range m.byID {
+		for _, d := range c.rec.Layers {
+			out[d] = true
+		}
+	}
+	return out
+}
+
+// layerDirs are the directories of rec's layers, lowest first: those it
+// holds, or for a record made before containers held their layers, its
+// image's.
+func (m *Manager) layerDirs(rec *dockermsg.Container) ([]string, error) {
+	layers := rec.Layers
+	if len(layers) == 0 {
+		img, err := m.cfg.Images.Get(rec.Image)
+		if err != nil {
+			return nil, fmt.Errorf("the container's image %s: %w", rec.Image, err)
+		}
+		layers = img.RootFS.DiffIDs
+	}
+	dirs := make([]string, len(layers))
+	for i, d := range layers {
+		dirs[i] = m.cfg.Images.LayerDir(d.String())
+	}
+	return dirs, nil
+}
+
 func (m *Manager) Users(imageID string) []image.User {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -480,6 +513,7 @@ func (m *Manager) Create(req *dockermsg.CreateRequest) (*dockermsg.CreateRespons
 		Config:     &cfg,
 		HostConfig: hc,
 		Image:      img.ID,
+		Layers:     img.RootFS.DiffIDs,
 		State:      dockermsg.State{Status: "created"},
 		LogPath:    m.logPath(id),
 		Driver:     "overlayfs",
@@ -763,6 +797,8 @@ func (m *Manager) removeLocked(c *ctr) error {
 	}
 	m.mu.Unlock()
 	m.releaseVolumes(id, c.rec.Mounts, c.rmVolumes || (c.rec.HostConfig != nil && c.rec.HostConfig.AutoRemove))
+	// after m.mu is released: the store calls back into the manager
+	m.cfg.Images.ReleaseLayers(c.rec.Layers)
 	m.event(c, "destroy")
 	m.log.Debug("remove: destroy published", "id", id)
 	return nil
