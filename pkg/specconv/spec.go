@@ -180,14 +180,16 @@ func Spec(o Options) (*specs.Spec, error) {
 		rootPath = "rootfs"
 	}
 
-	specHostname := hostname
+	specHostname, specDomainname := hostname, c.Domainname
 	if hc.UTSMode.IsHost() {
-		specHostname = "" // the host's: it cannot be set without a UTS namespace
+		// the host's: they cannot be set without a UTS namespace
+		specHostname, specDomainname = "", ""
 	}
 	s := &specs.Spec{
-		Version:  specs.Version,
-		Hostname: specHostname,
-		Root:     &specs.Root{Path: rootPath, Readonly: hc.ReadonlyRootfs},
+		Version:    specs.Version,
+		Hostname:   specHostname,
+		Domainname: specDomainname,
+		Root:       &specs.Root{Path: rootPath, Readonly: hc.ReadonlyRootfs},
 		Process: &specs.Process{
 			Terminal: c.Tty,
 			User:     user,
@@ -465,36 +467,83 @@ func resources(r *specs.LinuxResources, hc *container.HostConfig) {
 	}
 }
 
-// HostsFile is the /etc/hosts of a container with its own network
-// namespace (Docker's defaults).
-func HostsFile() string {
-	return "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n" +
-		"fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
+// DNS is what docker run's --dns, --dns-search and --dns-option ask for.
+type DNS struct{ Servers, Search, Options []string }
+
+// DNSOf is hc's DNS settings.
+func DNSOf(hc *container.HostConfig) DNS {
+	return DNS{Servers: hc.DNS, Search: hc.DNSSearch, Options: hc.DNSOptions}
 }
 
-// ResolvConf derives a container's /etc/resolv.conf from the host's: in a
-// network namespace of its own, loopback name servers are useless, so they
-// are dropped (and Google's public servers used when none is left, like
-// Docker).
-func ResolvConf(host []byte, hostNetwork bool) string {
+// defaultServers are Docker's name servers for a container left with none.
+var defaultServers = []string{"8.8.8.8", "8.8.4.4"}
+
+// ResolvConf derives a container's /etc/resolv.conf from the host's, as
+// Docker does: in a network namespace of its own, loopback name servers
+// are useless, so they are dropped (Google's public servers used when none
+// is left). With --dns, --dns-search or --dns-option, the file is rebuilt:
+// each given list replaces the host's (a search of "." means none).
+func ResolvConf(host []byte, hostNetwork bool, dns DNS) string {
+	var servers, search, options []string
+	for _, line := range strings.Split(string(host), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		switch f[0] {
+		case "nameserver":
+			if hostNetwork || !(strings.HasPrefix(f[1], "127.") || f[1] == "::1") {
+				servers = append(servers, f[1])
+			}
+		case "search", "domain":
+			search = f[1:]
+		case "options":
+			options = append(options, f[1:]...)
+		}
+	}
+	if len(dns.Servers)+len(dns.Search)+len(dns.Options) == 0 {
+		return hostResolvConf(host, hostNetwork, len(servers) > 0)
+	}
+	if len(dns.Servers) > 0 {
+		servers = dns.Servers
+	} else if len(servers) == 0 {
+		servers = defaultServers
+	}
+	if len(dns.Search) > 0 {
+		search = dns.Search
+	}
+	if len(dns.Options) > 0 {
+		options = dns.Options
+	}
+	var b strings.Builder
+	if s := strings.Join(search, " "); len(search) > 0 && strings.TrimSpace(s) != "." {
+		b.WriteString("search " + s + "\n")
+	}
+	for _, s := range servers {
+		b.WriteString("nameserver " + s + "\n")
+	}
+	if len(options) > 0 {
+		b.WriteString("options " + strings.Join(options, " ") + "\n")
+	}
+	return b.String()
+}
+
+// hostResolvConf is the host's file, kept line for line (its comments
+// too), less its loopback servers in a namespace of its own.
+func hostResolvConf(host []byte, hostNetwork, haveServers bool) string {
 	if hostNetwork {
 		return string(host)
 	}
 	var out []string
-	servers := 0
 	for _, line := range strings.Split(string(host), "\n") {
-		f := strings.Fields(line)
-		if len(f) >= 2 && f[0] == "nameserver" {
-			if strings.HasPrefix(f[1], "127.") || f[1] == "::1" {
-				continue
-			}
-			servers++
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "nameserver" && (strings.HasPrefix(f[1], "127.") || f[1] == "::1") {
+			continue
 		}
 		out = append(out, line)
 	}
 	res := strings.TrimRight(strings.Join(out, "\n"), "\n") + "\n"
-	if servers == 0 {
-		res += "nameserver 8.8.8.8\nnameserver 8.8.4.4\n"
+	if !haveServers {
+		res += "nameserver " + strings.Join(defaultServers, "\nnameserver ") + "\n"
 	}
 	return strings.TrimLeft(res, "\n")
 }

@@ -190,12 +190,29 @@ func TestEtcFiles(t *testing.T) {
 	if n != 2 {
 		t.Errorf("etc mounts %d", n)
 	}
-	got := ResolvConf([]byte("search lan\nnameserver 127.0.0.53\n"), false)
+	got := ResolvConf([]byte("search lan\nnameserver 127.0.0.53\n"), false, DNS{})
 	if got != "search lan\nnameserver 8.8.8.8\nnameserver 8.8.4.4\n" {
 		t.Errorf("resolv.conf %q", got)
 	}
-	if got := ResolvConf([]byte("nameserver 10.0.0.1\n"), false); got != "nameserver 10.0.0.1\n" {
+	if got := ResolvConf([]byte("nameserver 10.0.0.1\n"), false, DNS{}); got != "nameserver 10.0.0.1\n" {
 		t.Errorf("resolv.conf %q", got)
+	}
+	// --dns, --dns-search, --dns-option: each replaces the host's own
+	host := []byte("# generated\nnameserver 127.0.0.53\nnameserver 10.0.0.1\nsearch lan corp\noptions edns0\n")
+	for _, c := range []struct {
+		dns  DNS
+		want string
+	}{
+		{DNS{Servers: []string{"1.1.1.1"}}, "search lan corp\nnameserver 1.1.1.1\noptions edns0\n"},
+		{DNS{Search: []string{"example.com"}}, "search example.com\nnameserver 10.0.0.1\noptions edns0\n"},
+		{DNS{Search: []string{"."}, Options: []string{"ndots:2", "timeout:1"}}, "nameserver 10.0.0.1\noptions ndots:2 timeout:1\n"},
+	} {
+		if got := ResolvConf(host, false, c.dns); got != c.want {
+			t.Errorf("resolv.conf with %+v: %q, want %q", c.dns, got, c.want)
+		}
+	}
+	if got := ResolvConf([]byte("nameserver 127.0.0.53\n"), false, DNS{Options: []string{"ndots:1"}}); got != "nameserver 8.8.8.8\nnameserver 8.8.4.4\noptions ndots:1\n" {
+		t.Errorf("resolv.conf with options only: %q", got)
 	}
 }
 

@@ -25,6 +25,7 @@ import (
 	"berth/pkg/netns"
 	"berth/pkg/overlay"
 	"berth/pkg/specconv"
+	bnet "berth/services/supervisor/network"
 )
 
 func syscallKill(pid int) error { return unix.Kill(pid, 0) }
@@ -406,7 +407,7 @@ func (m *Manager) launch(ctx context.Context, rec *dockermsg.Container) (int, er
 // into its directory, to be bind-mounted over the image's.
 func (m *Manager) writeEtcFiles(rec *dockermsg.Container) (map[string]string, error) {
 	hostNet := rec.HostConfig != nil && rec.HostConfig.NetworkMode.IsHost()
-	hosts := []byte(specconv.HostsFile())
+	hosts := []byte(bnet.DefaultHosts)
 	if hostNet {
 		if b, err := os.ReadFile("/etc/hosts"); err == nil {
 			hosts = b
@@ -416,7 +417,7 @@ func (m *Manager) writeEtcFiles(rec *dockermsg.Container) (map[string]string, er
 	files := map[string][]byte{
 		"hostname":    []byte(rec.Config.Hostname + "\n"),
 		"hosts":       hosts,
-		"resolv.conf": []byte(specconv.ResolvConf(hostResolv, hostNet)),
+		"resolv.conf": []byte(specconv.ResolvConf(hostResolv, hostNet, specconv.DNSOf(rec.HostConfig))),
 	}
 	out := map[string]string{}
 	for name, data := range files {

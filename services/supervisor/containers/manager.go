@@ -474,6 +474,10 @@ func (m *Manager) Create(req *dockermsg.CreateRequest) (*dockermsg.CreateRespons
 		return nil, err
 	}
 	id := NewID()
+	if cfg.Hostname == "" && hc.NetworkMode.IsHost() {
+		// the host's network, the host's name (as dockerd)
+		cfg.Hostname, _ = os.Hostname()
+	}
 	if cfg.Hostname == "" {
 		cfg.Hostname = shortID(id)
 	}

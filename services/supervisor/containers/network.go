@@ -175,6 +175,7 @@ func (m *Manager) setupNetwork(rec *dockermsg.Container) (*netSetup, error) {
 		ContainerID: rec.ID,
 		Name:        rec.Name,
 		Hostname:    rec.Config.Hostname,
+		Domainname:  rec.Config.Domainname,
 		HostsPath:   rec.HostsPath,
 		ExtraHosts:  rec.HostConfig.ExtraHosts,
 		Ports:       rec.HostConfig.PortBindings,

@@ -34,6 +34,19 @@ func ExtraHostLines(extra []string, gateway string) string {
 	return b.String()
 }
 
+// hostNames are the names of a container's own line in its /etc/hosts, as
+// Docker writes them: its fully qualified name, then the bare one.
+func hostNames(hostname, domainname string) string {
+	fqdn := hostname
+	if domainname != "" {
+		fqdn += "." + domainname
+	}
+	if short, _, _ := strings.Cut(hostname, "."); short != fqdn {
+		return fqdn + " " + short
+	}
+	return fqdn
+}
+
 // hostsLocked renders the /etc/hosts of sb: the defaults, --add-host,
 // its own address and hostname, then one line per container it shares a
 // user-defined network with (their names and aliases), Docker's embedded

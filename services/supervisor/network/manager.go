@@ -621,6 +621,7 @@ type SetupRequest struct {
 	ContainerID string
 	Name        string
 	Hostname    string
+	Domainname  string
 	HostsPath   string
 	ExtraHosts  []string
 	Networks    []EndpointRequest // the first gets the default route and the ports
@@ -642,7 +643,7 @@ func (m *Manager) Setup(req SetupRequest) (_ *Sandbox, err error) {
 		return nil, err
 	}
 	id := req.ContainerID
-	sb := &Sandbox{ContainerID: id, Name: strings.TrimPrefix(req.Name, "/"), Hostname: req.Hostname,
+	sb := &Sandbox{ContainerID: id, Name: strings.TrimPrefix(req.Name, "/"), Hostname: hostNames(req.Hostname, req.Domainname),
 		NetNS: m.NetNSPath(id), HostsPath: req.HostsPath, ExtraHosts: req.ExtraHosts}
 	var nets []*Network
 	m.waitDismantled(id)

@@ -81,8 +81,8 @@ type PortMapping struct {
 // container runs, nothing is left to reconcile.
 type Sandbox struct {
 	ContainerID string        `json:"containerID"`
-	Name        string        `json:"name"` // the container's name, without "/"
-	Hostname    string        `json:"hostname"`
+	Name        string        `json:"name"`     // the container's name, without "/"
+	Hostname    string        `json:"hostname"` // the names of its own hosts line: "h.domain h"
 	NetNS       string        `json:"netns"`
 	HostsPath   string        `json:"hostsPath,omitempty"` // the container's /etc/hosts on the host
 	ExtraHosts  []string      `json:"extraHosts,omitempty"`
