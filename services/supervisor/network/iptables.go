@@ -173,6 +173,11 @@ func (c chains) ruleset(nets []ruleNet, ports []rulePort) []byte {
 		// with 127.0.0.1 (route_localnet on the bridge): the container
 		// must see an address it can answer
 		w("-A %s -s 127.0.0.0/8 -o %s -j MASQUERADE", c.postrouting(), n.bridge)
+		// hairpin: a container's connection to a published port at the
+		// host's address, DNAT'd back onto its own bridge (to itself or a
+		// neighbour), must be answered through the host to be de-NAT'd
+		// (what Docker's userland proxy gives)
+		w("-A %s -s %s -o %s -m conntrack --ctstate DNAT -j MASQUERADE", c.postrouting(), n.subnet, n.bridge)
 	}
 	w("COMMIT")
 	return b.Bytes()

@@ -125,6 +125,12 @@ func attachEndpoint(n *Network, ep *Endpoint, nsPath string, defaultRoute bool) 
 	if err != nil {
 		return err
 	}
+	// a container's own connection to its published port at the host's
+	// address comes back through its own port once DNAT'd (bridged, with
+	// br_netfilter): as Docker without its userland proxy
+	if err := netlink.LinkSetHairpin(host, true); err != nil {
+		return fmt.Errorf("hairpin mode on %s: %w", ep.HostVeth, err)
+	}
 	if !n.ICC {
 		// containers of this network cannot reach each other, only the
 		// host and beyond
