@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -329,6 +330,42 @@ func TestSingleReference(t *testing.T) {
 	} {
 		if got := singleReference(c.tags, c.digests); got != c.want {
 			t.Errorf("singleReference(%q, %q) = %v", c.tags, c.digests, got)
+		}
+	}
+}
+
+// TestSharedDigestOnOpen: a store written when two images could list one
+// digest reference comes back with it on one image only.
+func TestSharedDigestOnOpen(t *testing.T) {
+	root := t.TempDir()
+	s, err := Open(root, Hooks{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const d = "example.com/x@sha256:" + "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	var ids []string
+	for _, body := range []string{"one", "two"} {
+		img, err := s.Import(mkTar(t, entry{name: "f", body: body, typ: tar.TypeReg}), ImportOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		img.RepoDigests = []string{d}
+		if err := s.writeImage(img); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, img.ID)
+	}
+	slices.Sort(ids)
+	for range 3 {
+		s, err = Open(root, Hooks{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := s.Get(d); err != nil || got.ID != ids[0] {
+			t.Fatalf("Get(%s) = %v, %v; want %s", d, got, err, ids[0])
+		}
+		if got, _ := s.Get(ids[1]); len(got.RepoDigests) != 0 {
+			t.Fatalf("the other image still lists %v", got.RepoDigests)
 		}
 	}
 }

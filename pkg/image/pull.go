@@ -150,7 +150,9 @@ func (s *Store) Pull(ctx context.Context, c *registry.Client, o PullOptions) (*P
 		return nil, pullError(named, err)
 	}
 	n := NewImage{Config: cfgRaw, Digests: []string{reference.FamiliarName(named) + "@" + topDigest.String()}}
-	if _, ok := named.(reference.Canonical); !ok {
+	if _, ok := named.(reference.Canonical); ok {
+		n.MoveDigests = true // the digest pulled names this image now
+	} else {
 		n.Tags = []string{familiar}
 	}
 	out, isNew, err := s.AddImage(n)

@@ -224,14 +224,8 @@ func (s *Store) pushBlob(ctx context.Context, repo *registry.Repo, d digest.Dige
 func (s *Store) addDigest(id, d string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	img, ok := s.images[id]
-	if !ok || slices.Contains(img.RepoDigests, d) {
-		return
-	}
-	name, _, _ := strings.Cut(d, "@")
-	cp := *img
-	cp.RepoDigests = append(slices.DeleteFunc(slices.Clone(img.RepoDigests), func(x string) bool { return strings.HasPrefix(x, name+"@") }), d)
-	if s.writeImage(&cp) == nil {
-		s.images[id] = &cp
+	if img, ok := s.images[id]; ok {
+		// dockerd's addDigestReference: an image holding d already keeps it
+		_ = s.addDigestLocked(img, d, false)
 	}
 }

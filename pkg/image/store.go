@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -124,6 +125,23 @@ func Open(dir string, hooks Hooks) (*Store, error) {
 			delete(s.repos, ref)
 		}
 	}
+	// a store written before digest references were kept to one image
+	// each: the lowest ID keeps a shared one, so that it resolves the same
+	// every time
+	ids := slices.Sorted(maps.Keys(s.images))
+	owner := map[string]string{}
+	for _, id := range ids {
+		img := s.images[id]
+		for _, d := range img.RepoDigests {
+			if o, ok := owner[d]; ok && o != id {
+				if err := s.dropDigestLocked(img, d); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			owner[d] = id
+		}
+	}
 	return s, nil
 }
 
@@ -222,7 +240,10 @@ type NewImage struct {
 	Config  []byte   // the config blob; the image ID is its digest
 	Tags    []string // familiar name:tag references to point at it
 	Digests []string // familiar name@sha256:… references (RepoDigests)
-	Event   string   // the event to emit for a new image (import, load, commit); "": none
+	// MoveDigests takes Digests off another image that holds them (a pull
+	// by digest); else that image keeps them (dockerd's pull by tag).
+	MoveDigests bool
+	Event       string // the event to emit for a new image (import, load, commit); "": none
 }
 
 // parseConfig reads an image config into a record (without sizes).
@@ -282,23 +303,18 @@ func (s *Store) AddImage(n NewImage) (*dockermsg.Image, bool, error) {
 	old, exists := s.images[img.ID]
 	if exists {
 		img.RepoDigests = old.RepoDigests
-	}
-	changed := !exists
-	for _, d := range n.Digests {
-		if !slices.Contains(img.RepoDigests, d) {
-			// one digest per repository, as Docker keeps it
-			name, _, _ := strings.Cut(d, "@")
-			img.RepoDigests = slices.DeleteFunc(img.RepoDigests, func(x string) bool { return strings.HasPrefix(x, name+"@") })
-			img.RepoDigests = append(img.RepoDigests, d)
-			changed = true
-		}
-	}
-	if changed {
+	} else {
 		if err := s.writeImage(img); err != nil {
 			return nil, false, err
 		}
 		s.images[img.ID] = img
 	}
+	for _, d := range n.Digests {
+		if err := s.addDigestLocked(s.images[img.ID], d, n.MoveDigests); err != nil {
+			return nil, false, err
+		}
+	}
+	img = s.images[img.ID]
 	if !exists && n.Event != "" {
 		s.emit(n.Event, img.ID, nil)
 	}
@@ -319,6 +335,44 @@ func (s *Store) AddImage(n NewImage) (*dockermsg.Image, bool, error) {
 		s.emit("tag", img.ID, map[string]string{"name": t})
 	}
 	return s.view(img), !exists, nil
+}
+
+// digestOwnerLocked is the image the digest reference d names: one at
+// most, as in dockerd's reference store.
+func (s *Store) digestOwnerLocked(d string) *dockermsg.Image {
+	for _, img := range s.images {
+		if slices.Contains(img.RepoDigests, d) {
+			return img
+		}
+	}
+	return nil
+}
+
+// addDigestLocked points the digest reference d at img. When another image
+// holds d, move takes it off that image (dockerd's AddDigest with force);
+// else that image keeps it and img does not get it (dockerd's
+// addDigestReference: "Image ID for digest … changed …, cannot update").
+// An image may hold several digests of one repository, as in dockerd.
+func (s *Store) addDigestLocked(img *dockermsg.Image, d string, move bool) error {
+	owner := s.digestOwnerLocked(d)
+	switch {
+	case owner == img:
+		return nil
+	case owner != nil && !move:
+		return nil
+	case owner != nil:
+		// dockerd's reference store moves it quietly: no untag event
+		if err := s.dropDigestLocked(owner, d); err != nil {
+			return err
+		}
+	}
+	cp := *img
+	cp.RepoDigests = append(slices.Clone(img.RepoDigests), d)
+	if err := s.writeImage(&cp); err != nil {
+		return err
+	}
+	s.images[img.ID] = &cp
+	return nil
 }
 
 func (s *Store) writeImage(img *dockermsg.Image) error {
@@ -384,10 +438,8 @@ func (s *Store) resolveLocked(ref string) (*dockermsg.Image, error) {
 			return s.images[id], nil
 		}
 	} else if d, err := NormalizeDigestRef(ref); err == nil {
-		for _, img := range s.images {
-			if slices.Contains(img.RepoDigests, d) {
-				return img, nil
-			}
+		if img := s.digestOwnerLocked(d); img != nil {
+			return img, nil
 		}
 		return nil, errdefs.NoSuchImage(d)
 	}
@@ -619,13 +671,21 @@ func (s *Store) deleteLocked(img *dockermsg.Image, out []bus.ImageDeleted) ([]bu
 }
 
 func (s *Store) removeDigestLocked(img *dockermsg.Image, d string) error {
+	if err := s.dropDigestLocked(img, d); err != nil {
+		return err
+	}
+	s.emit("untag", img.ID, map[string]string{"name": d})
+	return nil
+}
+
+// dropDigestLocked takes the digest reference d off img.
+func (s *Store) dropDigestLocked(img *dockermsg.Image, d string) error {
 	prev := img.RepoDigests
 	img.RepoDigests = slices.DeleteFunc(slices.Clone(prev), func(x string) bool { return x == d })
 	if err := s.writeImage(img); err != nil {
 		img.RepoDigests = prev
 		return err
 	}
-	s.emit("untag", img.ID, map[string]string{"name": d})
 	return nil
 }
 

@@ -80,27 +80,39 @@ func matchImage(f filters.Args, im *dockermsg.Image) bool {
 		return false
 	}
 	if f.Contains("reference") {
-		// Like dockerd: only the matching tags are listed.
-		var tags []string
-		for _, tag := range im.RepoTags {
-			name, _, _ := strings.Cut(dockerapi.NormalizeImageRef(tag), "@")
-			repo := name[:strings.LastIndex(name, ":")]
-			for _, pat := range f.Get("reference") {
-				npat := strings.TrimPrefix(strings.TrimPrefix(pat, "docker.io/"), "library/")
-				m1, _ := path.Match(npat, repo)
-				m2, _ := path.Match(npat, name)
-				if m1 || m2 {
-					tags = append(tags, tag)
-					break
-				}
-			}
-		}
-		if len(tags) == 0 {
+		// Like dockerd: only the matching tags and digests are listed, and
+		// an image none matches is left out.
+		im.RepoTags = matchRefs(f.Get("reference"), im.RepoTags)
+		im.RepoDigests = matchRefs(f.Get("reference"), im.RepoDigests)
+		if len(im.RepoTags) == 0 && len(im.RepoDigests) == 0 {
 			return false
 		}
-		im.RepoTags = tags
 	}
 	return true
+}
+
+// matchRefs are the references (name:tag or name@digest) that one of the
+// patterns matches, as the whole reference or as its name (dockerd's
+// reference.FamiliarMatch).
+func matchRefs(patterns, refs []string) []string {
+	var out []string
+	for _, ref := range refs {
+		name := dockerapi.NormalizeImageRef(ref)
+		repo, _, digested := strings.Cut(name, "@")
+		if !digested {
+			repo = name[:strings.LastIndex(name, ":")]
+		}
+		for _, pat := range patterns {
+			npat := strings.TrimPrefix(strings.TrimPrefix(pat, "docker.io/"), "library/")
+			m1, _ := path.Match(npat, repo)
+			m2, _ := path.Match(npat, name)
+			if m1 || m2 {
+				out = append(out, ref)
+				break
+			}
+		}
+	}
+	return out
 }
 
 // imageRef extracts {name} from /images/{name}/{suffix}; names may hold slashes.

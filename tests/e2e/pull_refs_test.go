@@ -1,0 +1,93 @@
+package e2e
+
+import (
+	"testing"
+
+	digest "github.com/opencontainers/go-digest"
+
+	"berth/tests/regtest"
+)
+
+// smallImage is a one-file image unique to the call.
+func smallImage(t *testing.T, o regtest.BuildOptions) *regtest.Image {
+	return regtest.Build(t, [][]byte{regtest.Tar(t, regtest.TarEntry{Name: "id", Body: uniq("small")})}, o)
+}
+
+// TestPullDigestNamesOneImage: a name@digest reference names one image, as
+// in dockerd's reference store: a pull by digest moves it to the image
+// pulled, a pull by tag leaves it where it is, and an image keeps every
+// digest it was pulled by.
+func TestPullDigestNamesOneImage(t *testing.T) {
+	s := shared(t)
+	reg := regtest.Start(t, regtest.Options{})
+	amd := smallImage(t, regtest.BuildOptions{})
+	arm := smallImage(t, regtest.BuildOptions{Arch: "arm64"})
+	mt, idx := regtest.Index(t, true, map[string]*regtest.Image{"linux/amd64": amd, "linux/arm64": arm})
+	index := digest.FromBytes(idx)
+	inspect := func(ref, format string) string {
+		t.Helper()
+		return s.MustDocker("image", "inspect", "-f", format, ref)
+	}
+	for _, repo := range []string{"berth/bydigest", "berth/bytag"} {
+		reg.Push(t, repo, "amd", amd)
+		reg.Push(t, repo, "arm", arm)
+		reg.PutManifest(t, repo, "multi", mt, idx)
+	}
+	defer s.Docker("rmi", "-f", amd.ConfigDigest.String(), arm.ConfigDigest.String())
+
+	// by digest: the second platform's image takes the digest
+	byDigest := reg.Addr + "/berth/bydigest@" + index.String()
+	s.MustDocker("pull", byDigest)
+	if got := inspect(byDigest, "{{.Id}}"); got != amd.ConfigDigest.String() {
+		t.Fatalf("%s is %s, want the amd64 image %s", byDigest, got, amd.ConfigDigest)
+	}
+	s.MustDocker("pull", "--platform", "linux/arm64", byDigest)
+	for range 5 {
+		if got := inspect(byDigest, "{{.Id}}"); got != arm.ConfigDigest.String() {
+			t.Fatalf("after the arm64 pull %s is %s, want %s", byDigest, got, arm.ConfigDigest)
+		}
+	}
+	if got := inspect(amd.ConfigDigest.String(), "{{json .RepoDigests}}"); got != "[]" {
+		t.Errorf("the amd64 image still lists %s", got)
+	}
+	if got := s.MustDocker("images", "--digests", "--format", "{{.ID}} {{.Digest}}", reg.Addr+"/berth/bydigest"); got != arm.ConfigDigest.Encoded()[:12]+" "+index.String() {
+		t.Errorf("images --digests:\n%s", got)
+	}
+
+	// by tag: the tag moves, the digest stays with the image that had it
+	byTag := reg.Addr + "/berth/bytag"
+	s.MustDocker("pull", byTag+":multi")
+	s.MustDocker("pull", "--platform", "linux/arm64", byTag+":multi")
+	if got := inspect(byTag+":multi", "{{.Id}}"); got != arm.ConfigDigest.String() {
+		t.Errorf("the tag names %s, want the arm64 image", got)
+	}
+	if got := inspect(byTag+"@"+index.String(), "{{.Id}}"); got != amd.ConfigDigest.String() {
+		t.Errorf("%s@%s names %s, want the amd64 image that had it", byTag, index, got)
+	}
+	if got := inspect(arm.ConfigDigest.String(), "{{json .RepoDigests}}"); got != `["`+byDigest+`"]` {
+		t.Errorf("the arm64 image lists %s", got)
+	}
+
+	// the tag moves to another manifest of the same image (the same config,
+	// its layer uncompressed now): the image keeps both digests
+	layer := regtest.Tar(t, regtest.TarEntry{Name: "id", Body: uniq("small")})
+	gzImg := regtest.Build(t, [][]byte{layer}, regtest.BuildOptions{})
+	rawImg := regtest.Build(t, [][]byte{layer}, regtest.BuildOptions{Uncompressed: true})
+	if gzImg.ConfigDigest != rawImg.ConfigDigest || gzImg.Digest() == rawImg.Digest() {
+		t.Fatal("the two manifests should differ and share their config")
+	}
+	defer s.Docker("rmi", "-f", gzImg.ConfigDigest.String())
+	repo := reg.Addr + "/berth/remanifest"
+	reg.Push(t, "berth/remanifest", "v1", gzImg)
+	s.MustDocker("pull", repo+":v1")
+	reg.Push(t, "berth/remanifest", "v1", rawImg)
+	s.MustDocker("pull", repo+":v1")
+	for _, d := range []digest.Digest{gzImg.Digest(), rawImg.Digest()} {
+		if got := inspect(repo+"@"+d.String(), "{{.Id}}"); got != gzImg.ConfigDigest.String() {
+			t.Errorf("%s@%s names %s", repo, d, got)
+		}
+	}
+	if got := inspect(repo+":v1", "{{len .RepoDigests}}"); got != "2" {
+		t.Errorf("the image has %s repo digests, want both", got)
+	}
+}
