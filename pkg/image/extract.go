@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -17,7 +20,7 @@ import (
 
 // ExtractStats describes an extracted layer.
 type ExtractStats struct {
-	Size    int64 // bytes of regular files
+	Size    int64 // the layer's size as dockerd's overlay2 counts it (see dirSize)
 	Entries int
 }
 
@@ -117,7 +120,35 @@ func ExtractWith(r io.Reader, dir string, opts ExtractOptions) (ExtractStats, er
 			}
 		}
 	}
-	return x.st, nil
+	x.st.Size, err = dirSize(dir)
+	return x.st, err
+}
+
+// dirSize is the size of an unpacked layer as dockerd's overlay2 driver
+// reports it (pkg/directory.Size of the diff directory): the lstat size of
+// everything but directories, so a symlink counts its target's length, a
+// hard-linked inode once, a file written twice in the layer at its final
+// size, a whiteout nothing.
+func dirSize(dir string) (int64, error) {
+	var size int64
+	seen := map[uint64]bool{}
+	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		if fi.Size() == 0 || !ok || seen[st.Ino] {
+			return nil
+		}
+		seen[st.Ino] = true
+		size += fi.Size()
+		return nil
+	})
+	return size, err
 }
 
 func (x *extractor) close() {
@@ -264,14 +295,13 @@ func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
 				return err
 			}
 			f := os.NewFile(uintptr(fd), rel)
-			n, err := io.CopyBuffer(onlyWriter{f}, r, x.buf)
+			_, err = io.CopyBuffer(onlyWriter{f}, r, x.buf)
 			if cerr := f.Close(); err == nil {
 				err = cerr
 			}
 			if err != nil {
 				return fmt.Errorf("writing %s: %w", rel, err)
 			}
-			x.st.Size += n
 			return nil
 		}
 		return nil

@@ -369,3 +369,22 @@ func TestSharedDigestOnOpen(t *testing.T) {
 		}
 	}
 }
+
+// TestExtractSize: a layer's size as dockerd's overlay2 counts it.
+func TestExtractSize(t *testing.T) {
+	st, err := ExtractWith(mkTar(t,
+		entry{name: "d", typ: tar.TypeDir, mode: 0o755},
+		entry{name: "d/a", body: "12345", typ: tar.TypeReg},
+		entry{name: "d/l", link: "target/x", typ: tar.TypeSymlink},
+		entry{name: "d/h", link: "d/a", typ: tar.TypeLink},
+		entry{name: "d/x", body: "0123456789", typ: tar.TypeReg},
+		entry{name: "d/x", body: "abc", typ: tar.TypeReg},
+		entry{name: "d/.wh.gone", typ: tar.TypeReg},
+	), t.TempDir(), ExtractOptions{Whiteouts: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Size != 5+8+3 {
+		t.Errorf("size %d, want 16", st.Size)
+	}
+}

@@ -26,7 +26,7 @@ import (
 // beside its directory): the blob it came from, kept for push and save.
 type Layer struct {
 	DiffID    digest.Digest `json:"diffID"`
-	Size      int64         `json:"size"`              // bytes of regular files, unpacked
+	Size      int64         `json:"size"`              // unpacked, as dockerd's overlay2 counts it (dirSize)
 	TarSize   int64         `json:"tarSize,omitempty"` // bytes of the uncompressed tar (docker save)
 	Blob      digest.Digest `json:"blob,omitempty"`
 	BlobSize  int64         `json:"blobSize,omitempty"`

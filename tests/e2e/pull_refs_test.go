@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"archive/tar"
+	"fmt"
 	"testing"
 
 	digest "github.com/opencontainers/go-digest"
@@ -89,5 +91,42 @@ func TestPullDigestNamesOneImage(t *testing.T) {
 	}
 	if got := inspect(repo+":v1", "{{len .RepoDigests}}"); got != "2" {
 		t.Errorf("the image has %s repo digests, want both", got)
+	}
+}
+
+// TestHistoryLayerSizes: docker history and the image's size count a layer
+// as dockerd's overlay2 does: every non-directory by its lstat size (a
+// symlink by its target's length), a hard link once, a file written twice
+// at its final size, a whiteout nothing.
+func TestHistoryLayerSizes(t *testing.T) {
+	s := shared(t)
+	reg := regtest.Start(t, regtest.Options{})
+	id := uniq("sizes") // the image is this test's own
+	l1 := regtest.Tar(t,
+		regtest.TarEntry{Name: "d/", Type: tar.TypeDir},
+		regtest.TarEntry{Name: "d/a", Body: "12345"},
+		regtest.TarEntry{Name: "d/l", Type: tar.TypeSymlink, Link: "target/x"},
+		regtest.TarEntry{Name: "d/h", Type: tar.TypeLink, Link: "d/a"},
+		regtest.TarEntry{Name: "d/x", Body: "0123456789"},
+		regtest.TarEntry{Name: "d/x", Body: "abc"},
+		regtest.TarEntry{Name: "id", Body: id},
+	)
+	l2 := regtest.Tar(t,
+		regtest.TarEntry{Name: "d/", Type: tar.TypeDir},
+		regtest.TarEntry{Name: "d/.wh.a"},
+		regtest.TarEntry{Name: "e", Body: "four"},
+	)
+	img := regtest.Build(t, [][]byte{l1, l2}, regtest.BuildOptions{})
+	reg.Push(t, "berth/sizes", "v1", img)
+	ref := reg.Addr + "/berth/sizes:v1"
+	s.MustDocker("pull", ref)
+	defer s.Docker("rmi", ref)
+	// 5 (d/a, d/h) + 8 (the symlink) + 3 (d/x) + the id; then 4 (e)
+	base := 5 + 8 + 3 + len(id)
+	if got, want := s.MustDocker("history", "--human=false", "--format", "{{.Size}}", ref), fmt.Sprintf("4\n%d", base); got != want {
+		t.Errorf("history sizes:\n%s\nwant:\n%s", got, want)
+	}
+	if got, want := s.MustDocker("image", "inspect", "-f", "{{.Size}}", ref), fmt.Sprint(base+4); got != want {
+		t.Errorf("image size %s, want %s", got, want)
 	}
 }
