@@ -164,6 +164,7 @@ type ImageImportResponse struct {
 type ImagePullRequest struct {
 	Meta
 	Ref      string `json:"ref"`                // name[:tag] or name@digest
+	AllTags  bool   `json:"allTags,omitempty"`  // Ref is a name: pull every tag (docker pull -a)
 	Platform string `json:"platform,omitempty"` // os/arch[/variant]
 	Auth     string `json:"auth,omitempty"`     // X-Registry-Auth as the client sent it
 	Inbox    string `json:"inbox"`

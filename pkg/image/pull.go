@@ -102,6 +102,68 @@ func (s *Store) Pull(ctx context.Context, c *registry.Client, o PullOptions) (*P
 		return nil, err
 	}
 	named = reference.TagNameOnly(named)
+	res, err := s.pullRef(ctx, c.Repository(named, o.Auth, false), named, want, o.Progress)
+	if err != nil {
+		return nil, err
+	}
+	s.pulled(named, res.New || res.Fetched > 0, o.Progress)
+	return res, nil
+}
+
+// PullAllTags is docker pull --all-tags: every tag the registry lists for
+// the repository o.Ref names (a name without tag or digest), one after the
+// other as dockerd does, with one status line and one pull event for the
+// repository at the end.
+func (s *Store) PullAllTags(ctx context.Context, c *registry.Client, o PullOptions) ([]*PullResult, error) {
+	named, err := reference.ParseNormalizedNamed(o.Ref)
+	if err != nil {
+		return nil, errdefs.New(errdefs.InvalidParameter, "invalid reference format: %v", err)
+	}
+	if !reference.IsNameOnly(named) {
+		return nil, errdefs.New(errdefs.InvalidParameter, "tag can't be used with --all-tags/-a")
+	}
+	want, err := ParsePlatform(o.Platform)
+	if err != nil {
+		return nil, err
+	}
+	repo := c.Repository(named, o.Auth, false)
+	tags, err := repo.Tags(ctx)
+	if err != nil {
+		return nil, pullError(named, err)
+	}
+	var out []*PullResult
+	updated := false
+	for _, tag := range tags {
+		tagged, err := reference.WithTag(named, tag)
+		if err != nil {
+			return out, errdefs.New(errdefs.InvalidParameter, "invalid tag %q in the registry's tag list: %v", tag, err)
+		}
+		res, err := s.pullRef(ctx, repo, tagged, want, o.Progress)
+		if err != nil {
+			return out, err
+		}
+		updated = updated || res.New || res.Fetched > 0
+		out = append(out, res)
+	}
+	s.pulled(named, updated, o.Progress)
+	return out, nil
+}
+
+// pulled ends a pull as dockerd does: the pull event (for an up-to-date
+// image too; the reference as the actor, the repository as its name) and
+// the status line.
+func (s *Store) pulled(named reference.Named, updated bool, p Progress) {
+	familiar := reference.FamiliarString(named)
+	s.emit("pull", familiar, map[string]string{"name": reference.FamiliarName(named)})
+	if updated {
+		p.line("Status: Downloaded newer image for " + familiar)
+	} else {
+		p.line("Status: Image is up to date for " + familiar)
+	}
+}
+
+// pullRef pulls one tagged or digested reference, up to its "Digest:" line.
+func (s *Store) pullRef(ctx context.Context, repo *registry.Repo, named reference.Named, want ocispec.Platform, p Progress) (*PullResult, error) {
 	ref := ""
 	switch r := named.(type) {
 	case reference.Canonical:
@@ -110,8 +172,7 @@ func (s *Store) Pull(ctx context.Context, c *registry.Client, o PullOptions) (*P
 		ref = r.Tag()
 	}
 	familiar := reference.FamiliarString(named)
-	repo := c.Repository(named, o.Auth, false)
-	o.Progress.status(ref, "Pulling from "+reference.Path(named))
+	p.status(ref, "Pulling from "+reference.Path(named))
 
 	body, mt, topDigest, err := repo.Manifest(ctx, ref)
 	if err != nil {
@@ -145,7 +206,7 @@ func (s *Store) Pull(ctx context.Context, c *registry.Client, o PullOptions) (*P
 	s.pin(img.RootFS.DiffIDs)
 	defer s.unpin(img.RootFS.DiffIDs)
 
-	fetched, err := s.fetchLayers(ctx, repo, manifest.Layers, img.RootFS.DiffIDs, o.Progress)
+	fetched, err := s.fetchLayers(ctx, repo, manifest.Layers, img.RootFS.DiffIDs, p)
 	if err != nil {
 		return nil, pullError(named, err)
 	}
@@ -159,15 +220,7 @@ func (s *Store) Pull(ctx context.Context, c *registry.Client, o PullOptions) (*P
 	if err != nil {
 		return nil, err
 	}
-	// dockerd's pull event, for every pull (an up-to-date image too): the
-	// reference as the actor, the repository as its name
-	s.emit("pull", familiar, map[string]string{"name": reference.FamiliarName(named)})
-	o.Progress.line("Digest: " + topDigest.String())
-	if isNew || fetched > 0 {
-		o.Progress.line("Status: Downloaded newer image for " + familiar)
-	} else {
-		o.Progress.line("Status: Image is up to date for " + familiar)
-	}
+	p.line("Digest: " + topDigest.String())
 	return &PullResult{Image: out, Ref: familiar, Digest: topDigest, New: isNew, Fetched: fetched}, nil
 }
 

@@ -570,6 +570,53 @@ func (r *Repo) Manifest(ctx context.Context, ref string) (body []byte, mediaType
 	return body, strings.TrimSpace(mediaType), dgst, nil
 }
 
+// maxTagPages bounds the pages of a tag list a registry may send.
+const maxTagPages = 10000
+
+// Tags lists the repository's tags (GET /v2/<name>/tags/list), following
+// the registry's Link header from page to page, as dockerd's pull of every
+// tag does.
+func (r *Repo) Tags(ctx context.Context) ([]string, error) {
+	u, err := r.URL(ctx, "/v2/%s/tags/list", r.Path)
+	if err != nil {
+		return nil, err
+	}
+	next, err := url.Parse(u)
+	if err != nil {
+		return nil, err
+	}
+	var tags []string
+	for range maxTagPages {
+		resp, err := r.Do(ctx, func() (*http.Request, error) { return http.NewRequest(http.MethodGet, next.String(), nil) })
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode != http.StatusOK {
+			return nil, readError(resp)
+		}
+		var page struct {
+			Tags []string `json:"tags"`
+		}
+		err = json.NewDecoder(io.LimitReader(resp.Body, MaxManifestSize)).Decode(&page)
+		link := resp.Header.Get("Link")
+		drain(resp)
+		if err != nil {
+			return nil, errdefs.New(errdefs.InvalidParameter, "invalid tag list from the registry: %v", err)
+		}
+		tags = append(tags, page.Tags...)
+		if link == "" {
+			return tags, nil
+		}
+		// <url>; rel="next", the url relative to the page's
+		ref, err := url.Parse(strings.Trim(strings.TrimSpace(strings.Split(link, ";")[0]), "<>"))
+		if err != nil {
+			return nil, errdefs.New(errdefs.InvalidParameter, "invalid Link header from the registry: %q", link)
+		}
+		next = next.ResolveReference(ref)
+	}
+	return nil, errdefs.New(errdefs.InvalidParameter, "the registry's tag list has more than %d pages", maxTagPages)
+}
+
 // Blob opens blob d from byte offset on; size is the whole blob's size when
 // the registry tells it (-1 otherwise). A registry that ignores the range
 // answers from the start: offset 0 is returned then.

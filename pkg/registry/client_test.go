@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"context"
 	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
@@ -8,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/distribution/reference"
 )
 
 func TestParseChallenge(t *testing.T) {
@@ -65,4 +68,30 @@ func TestCertsDir(t *testing.T) {
 		t.Fatalf("trusted certificate refused: %v", err)
 	}
 	resp.Body.Close()
+}
+
+// Tags follows the registry's Link header through every page.
+func TestTagsPages(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v2/berth/x/tags/list" {
+			http.NotFound(w, r)
+			return
+		}
+		if r.URL.Query().Get("last") == "" {
+			w.Header().Set("Link", `</v2/berth/x/tags/list?last=b&n=2>; rel="next"`)
+			w.Write([]byte(`{"name":"berth/x","tags":["a","b"]}`))
+			return
+		}
+		w.Write([]byte(`{"name":"berth/x","tags":["c"]}`))
+	}))
+	defer srv.Close()
+	c, _ := New(Config{})
+	named, err := reference.ParseNormalizedNamed(strings.TrimPrefix(srv.URL, "http://") + "/berth/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tags, err := c.Repository(named, Auth{}, false).Tags(context.Background())
+	if err != nil || strings.Join(tags, ",") != "a,b,c" {
+		t.Fatalf("tags %v, %v", tags, err)
+	}
 }

@@ -3,6 +3,8 @@ package e2e
 import (
 	"archive/tar"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 
 	digest "github.com/opencontainers/go-digest"
@@ -128,5 +130,52 @@ func TestHistoryLayerSizes(t *testing.T) {
 	}
 	if got, want := s.MustDocker("image", "inspect", "-f", "{{.Size}}", ref), fmt.Sprint(base+4); got != want {
 		t.Errorf("image size %s, want %s", got, want)
+	}
+}
+
+// TestPullAllTags: docker pull -a pulls every tag the registry lists, one
+// after the other, with one status line for the repository, as dockerd.
+func TestPullAllTags(t *testing.T) {
+	s := shared(t)
+	reg := regtest.Start(t, regtest.Options{})
+	one, two := smallImage(t, regtest.BuildOptions{}), smallImage(t, regtest.BuildOptions{OCI: true})
+	reg.Push(t, "berth/alltags", "v1", one)
+	reg.Push(t, "berth/alltags", "v2", two)
+	reg.PutManifest(t, "berth/alltags", "v3", one.MediaType, one.Manifest)
+	repo := reg.Addr + "/berth/alltags"
+	defer s.Docker("rmi", "-f", one.ConfigDigest.String(), two.ConfigDigest.String())
+
+	out, errOut, code := s.Docker("pull", "-a", repo)
+	if code != 0 {
+		t.Fatalf("pull -a: %d %s", code, errOut)
+	}
+	for _, want := range []string{"v1: Pulling from berth/alltags", "v2: Pulling from berth/alltags", "v3: Pulling from berth/alltags",
+		"Digest: " + one.Digest().String(), "Digest: " + two.Digest().String(), "Status: Downloaded newer image for " + repo + "\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("pull -a output lacks %q:\n%s", want, out)
+		}
+	}
+	if n := strings.Count(out, "Status: "); n != 1 {
+		t.Errorf("%d status lines, want one for the repository:\n%s", n, out)
+	}
+	tags := strings.Fields(s.MustDocker("images", "--format", "{{.Tag}}", repo))
+	if slices.Sort(tags); strings.Join(tags, " ") != "v1 v2 v3" {
+		t.Errorf("tags after pull -a: %v", tags)
+	}
+	for tag, img := range map[string]*regtest.Image{"v1": one, "v2": two, "v3": one} {
+		if got := s.MustDocker("image", "inspect", "-f", "{{.Id}}", repo+":"+tag); got != img.ConfigDigest.String() {
+			t.Errorf("%s:%s is %s, want %s", repo, tag, got, img.ConfigDigest)
+		}
+	}
+	// again: nothing new
+	if out := s.MustDocker("pull", "--all-tags", repo); !strings.Contains(out, "Status: Image is up to date for "+repo+"\n") {
+		t.Errorf("second pull -a:\n%s", out)
+	}
+	// a plain pull of the name is still its latest tag
+	if _, errOut, code := s.Docker("pull", repo); code != 1 || !strings.Contains(errOut, "manifest for "+repo+":latest not found") {
+		t.Errorf("pull without -a: %d %s", code, errOut)
+	}
+	if _, errOut, code := s.Docker("pull", "-a", reg.Addr+"/berth/nosuch"); code != 1 || errOut == "" {
+		t.Errorf("pull -a of a missing repository: %d %s", code, errOut)
 	}
 }

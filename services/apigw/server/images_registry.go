@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/distribution/reference"
 	"github.com/docker/docker/api/types/registry"
 	"github.com/nats-io/nats.go"
 
@@ -23,14 +24,18 @@ const progressIdle = 60 * time.Second
 func (s *Server) imagePull(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	ref := q.Get("fromImage")
+	all := false
 	if tag := q.Get("tag"); tag != "" {
 		if strings.Contains(tag, ":") {
 			ref += "@" + tag // a digest
 		} else {
 			ref += ":" + tag
 		}
+	} else if named, err := reference.ParseNormalizedNamed(ref); err == nil && reference.IsNameOnly(named) {
+		// as dockerd: a name without tag (the CLI's pull -a) is every tag
+		all = true
 	}
-	req := &bus.ImagePullRequest{Meta: newKey(), Ref: ref, Platform: q.Get("platform"), Auth: r.Header.Get("X-Registry-Auth")}
+	req := &bus.ImagePullRequest{Meta: newKey(), Ref: ref, AllTags: all, Platform: q.Get("platform"), Auth: r.Header.Get("X-Registry-Auth")}
 	s.progressStream(w, r, bus.VerbImagePull, req, &req.Inbox)
 }
 

@@ -207,16 +207,28 @@ func (s *Server) pull(req *bus.ImagePullRequest) (any, error) {
 	}
 	return s.stream(req.Inbox, func(ctx context.Context, p image.Progress) error {
 		t0 := time.Now()
-		res, err := s.Images.Pull(ctx, s.Registry, image.PullOptions{Ref: req.Ref, Auth: auth, Platform: req.Platform, Progress: p})
+		o := image.PullOptions{Ref: req.Ref, Auth: auth, Platform: req.Platform, Progress: p}
+		var res []*image.PullResult
+		var err error
+		if req.AllTags {
+			res, err = s.Images.PullAllTags(ctx, s.Registry, o)
+		} else {
+			var r *image.PullResult
+			if r, err = s.Images.Pull(ctx, s.Registry, o); err == nil {
+				res = append(res, r)
+			}
+		}
 		s.countTransfer("pull", err)
 		if err != nil {
 			s.Log.Info("pull failed", "ref", req.Ref, "err", err)
 			return err
 		}
-		if s.Metrics != nil {
-			s.Metrics.LayersFetched.Add(float64(res.Fetched))
+		for _, r := range res {
+			if s.Metrics != nil {
+				s.Metrics.LayersFetched.Add(float64(r.Fetched))
+			}
+			s.Log.Info("pulled", "ref", r.Ref, "id", r.Image.ID, "layersFetched", r.Fetched, "seconds", time.Since(t0).Seconds())
 		}
-		s.Log.Info("pulled", "ref", res.Ref, "id", res.Image.ID, "layersFetched", res.Fetched, "seconds", time.Since(t0).Seconds())
 		return nil
 	})
 }
