@@ -206,9 +206,14 @@ func (s *Store) pullRef(ctx context.Context, repo *registry.Repo, named referenc
 	s.pin(img.RootFS.DiffIDs)
 	defer s.unpin(img.RootFS.DiffIDs)
 
-	fetched, err := s.fetchLayers(ctx, repo, manifest.Layers, img.RootFS.DiffIDs, p)
-	if err != nil {
-		return nil, pullError(named, err)
+	fetched := 0
+	s.mu.RLock()
+	_, have := s.images[img.ID]
+	s.mu.RUnlock()
+	if !have { // as dockerd: an image in the store has nothing to pull, nor a line per layer
+		if fetched, err = s.fetchLayers(ctx, repo, manifest.Layers, img.RootFS.DiffIDs, p); err != nil {
+			return nil, pullError(named, err)
+		}
 	}
 	n := NewImage{Config: cfgRaw, Digests: []string{reference.FamiliarName(named) + "@" + topDigest.String()}}
 	if _, ok := named.(reference.Canonical); ok {

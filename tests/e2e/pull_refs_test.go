@@ -149,7 +149,8 @@ func TestPullAllTags(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("pull -a: %d %s", code, errOut)
 	}
-	for _, want := range []string{"v1: Pulling from berth/alltags", "v2: Pulling from berth/alltags", "v3: Pulling from berth/alltags",
+	// v3 is v1's image, in the store by then: no line for its layer
+	for _, want := range []string{"v1: Pulling from berth/alltags", "v2: Pulling from berth/alltags", "v3: Pulling from berth/alltags\nDigest: " + one.Digest().String(),
 		"Digest: " + one.Digest().String(), "Digest: " + two.Digest().String(), "Status: Downloaded newer image for " + repo + "\n"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("pull -a output lacks %q:\n%s", want, out)
