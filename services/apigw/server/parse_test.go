@@ -1,8 +1,13 @@
 package server
 
 import (
+	"fmt"
 	"testing"
 	"time"
+
+	"github.com/docker/docker/api/types/filters"
+
+	"berth/pkg/bus/dockermsg"
 )
 
 func TestParseTime(t *testing.T) {
@@ -44,5 +49,32 @@ func TestSplitRepoTag(t *testing.T) {
 		if _, _, err := splitRepoTag(bad, ""); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+}
+
+// The reference filter of GET /images/json matches digests as well as tags
+// and keeps only what matches, as dockerd's FamiliarMatch over every
+// reference.
+func TestMatchImageReference(t *testing.T) {
+	im := func() *dockermsg.Image {
+		return &dockermsg.Image{
+			RepoTags:    []string{"busybox:latest", "reg:5000/a/b:v1"},
+			RepoDigests: []string{"busybox@sha256:aaaa", "reg:5000/c@sha256:bbbb"},
+		}
+	}
+	for pat, want := range map[string]string{
+		"busybox":         "[busybox:latest] [busybox@sha256:aaaa]",
+		"reg:5000/c":      "[] [reg:5000/c@sha256:bbbb]",
+		"reg:5000/*":      "[] [reg:5000/c@sha256:bbbb]",
+		"reg:5000/a/b:v1": "[reg:5000/a/b:v1] []",
+	} {
+		i := im()
+		ok := matchImage(filters.NewArgs(filters.Arg("reference", pat)), i)
+		if got := fmt.Sprint(i.RepoTags, " ", i.RepoDigests); !ok || got != want {
+			t.Errorf("%s: %v %s, want %s", pat, ok, got, want)
+		}
+	}
+	if matchImage(filters.NewArgs(filters.Arg("reference", "nosuch")), im()) {
+		t.Error("an image no reference matches was listed")
 	}
 }
