@@ -236,7 +236,9 @@ func pullError(named reference.Named, err error) error {
 		switch {
 		case re.Code == "MANIFEST_UNKNOWN" || (re.Status == 404 && re.Code == ""):
 			return errdefs.New(errdefs.NotFound, "manifest for %s not found: manifest unknown: %s", reference.FamiliarString(named), orDefault(re.Message, "manifest unknown"))
-		case re.Code == "NAME_UNKNOWN" || registry.IsAuthError(err):
+		case re.Code == "NAME_UNKNOWN":
+			return errdefs.New(errdefs.NotFound, "repository %s not found: name unknown: %s", reference.FamiliarName(named), orDefault(re.Message, "repository name not known to registry"))
+		case registry.IsAuthError(err):
 			return errdefs.New(errdefs.NotFound, "pull access denied for %s, repository does not exist or may require 'docker login': denied: %s", reference.FamiliarName(named), orDefault(re.Message, "requested access to the resource is denied"))
 		}
 		return errdefs.New(errdefs.Unknown, "%v", err)

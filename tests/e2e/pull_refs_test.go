@@ -176,7 +176,7 @@ func TestPullAllTags(t *testing.T) {
 	if _, errOut, code := s.Docker("pull", repo); code != 1 || !strings.Contains(errOut, "manifest for "+repo+":latest not found") {
 		t.Errorf("pull without -a: %d %s", code, errOut)
 	}
-	if _, errOut, code := s.Docker("pull", "-a", reg.Addr+"/berth/nosuch"); code != 1 || errOut == "" {
+	if _, errOut, code := s.Docker("pull", "-a", reg.Addr+"/berth/nosuch"); code != 1 || !strings.Contains(errOut, "repository "+reg.Addr+"/berth/nosuch not found: name unknown") {
 		t.Errorf("pull -a of a missing repository: %d %s", code, errOut)
 	}
 }
