@@ -714,6 +714,7 @@ func (m *Manager) Setup(req SetupRequest) (_ *Sandbox, err error) {
 		if err := m.applyRules(); err != nil {
 			return nil, err
 		}
+		m.flushConntrack(sb.Ports)
 	}
 	m.updateHosts(sb.ContainerID, nets)
 	for _, n := range nets {
@@ -824,6 +825,7 @@ func (m *Manager) Teardown(id string) {
 		if err := m.applyRules(); err != nil {
 			m.log.Error("iptables rules after a container's stop", "id", id, "err", err)
 		}
+		m.flushConntrack(sb.Ports)
 	}
 	var nets []*Network
 	m.mu.Lock()
