@@ -624,7 +624,7 @@ type SetupRequest struct {
 	Domainname  string
 	HostsPath   string
 	ExtraHosts  []string
-	Networks    []EndpointRequest // the first gets the default route and the ports
+	Networks    []EndpointRequest // the first is eth0; the default route and the ports go to the gateway endpoint (gatewayLocked)
 	Ports       nat.PortMap
 	Exposed     nat.PortSet
 	PublishAll  bool
@@ -669,8 +669,9 @@ func (m *Manager) Setup(req SetupRequest) (_ *Sandbox, err error) {
 		sb.Endpoints = append(sb.Endpoints, *ep)
 		nets = append(nets, n)
 	}
+	gw := m.gatewayLocked(sb)
 	if len(reqs) > 0 && len(sb.Endpoints) > 0 {
-		ep := sb.Endpoints[0]
+		ep := sb.Endpoints[max(gw, 0)]
 		for _, r := range reqs {
 			res, perr := m.ports.reserve(r, ep.IP, id)
 			if perr != nil {
@@ -706,7 +707,7 @@ func (m *Manager) Setup(req SetupRequest) (_ *Sandbox, err error) {
 		}
 	}
 	for i := range sb.Endpoints {
-		if err := attachEndpoint(nets[i], &sb.Endpoints[i], sb.NetNS, i == 0); err != nil {
+		if err := attachEndpoint(nets[i], &sb.Endpoints[i], sb.NetNS, i == gw); err != nil {
 			return nil, fmt.Errorf("setting up %s on network %s: %w", sb.Endpoints[i].IfName, nets[i].Name, err)
 		}
 	}
@@ -754,6 +755,72 @@ func (m *Manager) newEndpointLocked(n *Network, sb *Sandbox, er EndpointRequest,
 		ep.Aliases = dedupe(append([]string{sb.Name}, append(er.Aliases, sb.ContainerID[:12])...))
 	}
 	return ep, nil
+}
+
+// gatewayLocked is the index of the endpoint of sb that holds its default
+// route and its published ports, as Docker picks its gateway endpoint: of
+// the networks that have a gateway (not --internal), the first by name; -1
+// if there is none (m.mu held).
+func (m *Manager) gatewayLocked(sb *Sandbox) int {
+	gw := -1
+	for i, ep := range sb.Endpoints {
+		if n := m.nets[ep.NetworkID]; n == nil || n.Internal {
+			continue
+		}
+		if gw < 0 || ep.NetworkName < sb.Endpoints[gw].NetworkName {
+			gw = i
+		}
+	}
+	return gw
+}
+
+// regateway moves the default route and the published ports of the
+// running container id to its gateway endpoint, after a connect or a
+// disconnect: Docker re-picks that endpoint then, so that a container
+// keeps its way out and its ports while one network of it remains.
+func (m *Manager) regateway(id string) error {
+	m.mu.Lock()
+	sb := m.sandboxes[id]
+	if sb == nil {
+		m.mu.Unlock()
+		return nil
+	}
+	gw := m.gatewayLocked(sb)
+	var route *Endpoint
+	if gw >= 0 {
+		e := sb.Endpoints[gw]
+		route = &e
+	}
+	var moved []PortMapping
+	if pi := max(gw, 0); pi < len(sb.Endpoints) {
+		ports := append([]PortMapping(nil), sb.Ports...) // copies of sb may share the old slice
+		for i := range ports {
+			if ports[i].CtrIP != sb.Endpoints[pi].IP {
+				ports[i].CtrIP = sb.Endpoints[pi].IP
+				moved = append(moved, ports[i])
+			}
+		}
+		sb.Ports = ports
+	}
+	cp := *sb
+	cp.Endpoints = append([]Endpoint(nil), sb.Endpoints...)
+	m.mu.Unlock()
+	if route != nil {
+		if err := setDefaultRoute(cp.NetNS, route); err != nil {
+			return err
+		}
+	}
+	if len(moved) == 0 {
+		return nil
+	}
+	if err := writeJSON(m.sandboxFile(id), &cp, false); err != nil {
+		m.log.Warn("writing sandbox", "id", id, "err", err)
+	}
+	if err := m.applyRules(); err != nil {
+		return err
+	}
+	m.flushConntrack(moved)
+	return nil
 }
 
 func dedupe(in []string) []string {
@@ -891,7 +958,6 @@ func (m *Manager) Connect(id string, er EndpointRequest) (*Sandbox, error) {
 		return nil, err
 	}
 	sb.Endpoints = append(sb.Endpoints, *ep)
-	first := len(sb.Endpoints) == 1
 	cp := *sb
 	cp.Endpoints = append([]Endpoint(nil), sb.Endpoints...)
 	m.mu.Unlock()
@@ -911,8 +977,11 @@ func (m *Manager) Connect(id string, er EndpointRequest) (*Sandbox, error) {
 	if err := writeJSON(m.sandboxFile(id), &cp, false); err != nil {
 		return fail(err)
 	}
-	if err := attachEndpoint(n, ep, sb.NetNS, first); err != nil {
+	if err := attachEndpoint(n, ep, sb.NetNS, false); err != nil {
 		return fail(err)
+	}
+	if err := m.regateway(id); err != nil {
+		m.log.Error("moving the default route and the ports after a connect", "id", id, "err", err)
 	}
 	m.updateHosts(id, []*Network{n})
 	m.event(n, "connect", map[string]string{"container": id})
@@ -946,6 +1015,9 @@ func (m *Manager) Disconnect(id, netID string) error {
 	deleteLink(ep.HostVeth)
 	if err := writeJSON(m.sandboxFile(id), &cp, false); err != nil {
 		m.log.Warn("writing sandbox", "id", id, "err", err)
+	}
+	if err := m.regateway(id); err != nil {
+		m.log.Error("moving the default route and the ports after a disconnect", "id", id, "err", err)
 	}
 	m.updateHosts(id, []*Network{n})
 	m.event(n, "disconnect", map[string]string{"container": id})
