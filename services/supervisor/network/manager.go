@@ -752,9 +752,16 @@ func (m *Manager) newEndpointLocked(n *Network, sb *Sandbox, er EndpointRequest,
 	if n.Name != NameBridge {
 		// on a user network, a container answers to its name, its
 		// aliases and its short ID (Docker's DNS names)
-		ep.Aliases = dedupe(append([]string{sb.Name}, append(er.Aliases, sb.ContainerID[:12])...))
+		ep.NetworkAliases = er.Aliases
+		ep.Aliases = dnsNames(sb.Name, er.Aliases, sb.ContainerID)
 	}
 	return ep, nil
+}
+
+// dnsNames are the names a container answers to on a user network, as
+// Docker's DNSNames: its name, its network aliases, its short ID.
+func dnsNames(name string, aliases []string, id string) []string {
+	return dedupe(append([]string{name}, append(append([]string(nil), aliases...), id[:12])...))
 }
 
 // gatewayLocked is the index of the endpoint of sb that holds its default
@@ -1022,6 +1029,49 @@ func (m *Manager) Disconnect(id, netID string) error {
 	m.updateHosts(id, []*Network{n})
 	m.event(n, "disconnect", map[string]string{"container": id})
 	return nil
+}
+
+// Rename gives the running container id its new name on its networks:
+// the name the others of its user networks resolve (their hosts files)
+// and network inspect shows, as Docker renames the sandbox's endpoints and
+// rebuilds their DNS names. It returns the sandbox, nil if id has none.
+func (m *Manager) Rename(id, name string) *Sandbox {
+	m.mu.Lock()
+	sb := m.sandboxes[id]
+	if sb == nil {
+		m.mu.Unlock()
+		return nil
+	}
+	old := sb.Name
+	sb.Name = name
+	eps := append([]Endpoint(nil), sb.Endpoints...)
+	var nets []*Network
+	for i := range eps {
+		if len(eps[i].Aliases) == 0 {
+			continue // the default bridge: no names
+		}
+		aliases := eps[i].NetworkAliases
+		if aliases == nil {
+			// a sandbox recorded before NetworkAliases was
+			for _, a := range eps[i].Aliases {
+				if a != old && a != id[:12] {
+					aliases = append(aliases, a)
+				}
+			}
+		}
+		eps[i].Aliases = dnsNames(name, aliases, id)
+		if n := m.nets[eps[i].NetworkID]; n != nil {
+			nets = append(nets, n)
+		}
+	}
+	sb.Endpoints = eps
+	cp := *sb
+	m.mu.Unlock()
+	if err := writeJSON(m.sandboxFile(id), &cp, false); err != nil {
+		m.log.Warn("writing sandbox", "id", id, "err", err)
+	}
+	m.updateHosts(id, nets)
+	return m.Sandbox(id)
 }
 
 // ContainerIDs lists the containers that have a sandbox.
