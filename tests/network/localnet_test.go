@@ -2,15 +2,11 @@ package network
 
 import (
 	"net"
-	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // TestLoopbackUnreachableFromBridge: route_localnet, which the bridge needs
@@ -65,38 +61,24 @@ func TestLoopbackUnreachableFromBridge(t *testing.T) {
 	}
 }
 
-// sendFrom sends a few datagrams to each address from network namespace ns
-// (a thread of this process joins it, and is thrown away after).
+// sendFrom sends a few datagrams to each address from network namespace ns.
 func sendFrom(t *testing.T, ns string, to ...*net.UDPAddr) {
 	t.Helper()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
-		f, err := os.Open("/run/netns/" + ns)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- err
-			return
-		}
+	err := inNetns("/run/netns/"+ns, func() error {
 		for i := 0; i < 3; i++ {
 			for _, a := range to {
 				c, err := net.DialUDP("udp4", nil, a)
 				if err != nil {
-					errc <- err
-					return
+					return err
 				}
 				c.Write([]byte("hello"))
 				c.Close()
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
-		errc <- nil
-	}()
-	if err := <-errc; err != nil {
+		return nil
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 }

@@ -701,12 +701,26 @@ func (m *Manager) Rename(ref, newName string) error {
 	m.names[nn] = c.rec.ID
 	c.rec.Name = nn
 	m.mu.Unlock()
+	// a running container's networks take the new name (Docker renames
+	// its sandbox): the others of its user networks resolve it
+	renameNet := func(name string) {
+		if m.cfg.Network == nil {
+			return
+		}
+		if sb := m.cfg.Network.Rename(c.rec.ID, strings.TrimPrefix(name, "/")); sb != nil {
+			m.mu.Lock()
+			applySandbox(&c.rec, sb)
+			m.mu.Unlock()
+		}
+	}
+	renameNet(nn)
 	if err := m.save(c); err != nil {
 		m.mu.Lock()
 		delete(m.names, nn)
 		m.names[old] = c.rec.ID
 		c.rec.Name = old
 		m.mu.Unlock()
+		renameNet(old)
 		return err
 	}
 	m.event(c, "rename", "oldName", old)

@@ -170,6 +170,29 @@ func attachEndpoint(n *Network, ep *Endpoint, nsPath string, defaultRoute bool) 
 	return nil
 }
 
+// setDefaultRoute makes the default route of the namespace at nsPath go
+// through ep's gateway, in place of any other.
+func setDefaultRoute(nsPath string, ep *Endpoint) error {
+	ns, err := netns.GetFromPath(nsPath)
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	link, err := h.LinkByName(ep.IfName)
+	if err != nil {
+		return err
+	}
+	if err := h.RouteReplace(&netlink.Route{LinkIndex: link.Attrs().Index, Gw: net.ParseIP(ep.Gateway).To4()}); err != nil {
+		return fmt.Errorf("the default route via %s: %w", ep.Gateway, err)
+	}
+	return nil
+}
+
 // loopbackUp brings up lo in the namespace at nsPath.
 func loopbackUp(nsPath string) error {
 	ns, err := netns.GetFromPath(nsPath)

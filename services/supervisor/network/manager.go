@@ -624,7 +624,7 @@ type SetupRequest struct {
 	Domainname  string
 	HostsPath   string
 	ExtraHosts  []string
-	Networks    []EndpointRequest // the first gets the default route and the ports
+	Networks    []EndpointRequest // the first is eth0; the default route and the ports go to the gateway endpoint (gatewayLocked)
 	Ports       nat.PortMap
 	Exposed     nat.PortSet
 	PublishAll  bool
@@ -669,8 +669,9 @@ func (m *Manager) Setup(req SetupRequest) (_ *Sandbox, err error) {
 		sb.Endpoints = append(sb.Endpoints, *ep)
 		nets = append(nets, n)
 	}
+	gw := m.gatewayLocked(sb)
 	if len(reqs) > 0 && len(sb.Endpoints) > 0 {
-		ep := sb.Endpoints[0]
+		ep := sb.Endpoints[max(gw, 0)]
 		for _, r := range reqs {
 			res, perr := m.ports.reserve(r, ep.IP, id)
 			if perr != nil {
@@ -706,7 +707,7 @@ func (m *Manager) Setup(req SetupRequest) (_ *Sandbox, err error) {
 		}
 	}
 	for i := range sb.Endpoints {
-		if err := attachEndpoint(nets[i], &sb.Endpoints[i], sb.NetNS, i == 0); err != nil {
+		if err := attachEndpoint(nets[i], &sb.Endpoints[i], sb.NetNS, i == gw); err != nil {
 			return nil, fmt.Errorf("setting up %s on network %s: %w", sb.Endpoints[i].IfName, nets[i].Name, err)
 		}
 	}
@@ -714,6 +715,7 @@ func (m *Manager) Setup(req SetupRequest) (_ *Sandbox, err error) {
 		if err := m.applyRules(); err != nil {
 			return nil, err
 		}
+		m.flushConntrack(sb.Ports)
 	}
 	m.updateHosts(sb.ContainerID, nets)
 	for _, n := range nets {
@@ -750,9 +752,82 @@ func (m *Manager) newEndpointLocked(n *Network, sb *Sandbox, er EndpointRequest,
 	if n.Name != NameBridge {
 		// on a user network, a container answers to its name, its
 		// aliases and its short ID (Docker's DNS names)
-		ep.Aliases = dedupe(append([]string{sb.Name}, append(er.Aliases, sb.ContainerID[:12])...))
+		ep.NetworkAliases = er.Aliases
+		ep.Aliases = dnsNames(sb.Name, er.Aliases, sb.ContainerID)
 	}
 	return ep, nil
+}
+
+// dnsNames are the names a container answers to on a user network, as
+// Docker's DNSNames: its name, its network aliases, its short ID.
+func dnsNames(name string, aliases []string, id string) []string {
+	return dedupe(append([]string{name}, append(append([]string(nil), aliases...), id[:12])...))
+}
+
+// gatewayLocked is the index of the endpoint of sb that holds its default
+// route and its published ports, as Docker picks its gateway endpoint: of
+// the networks that have a gateway (not --internal), the first by name; -1
+// if there is none (m.mu held).
+func (m *Manager) gatewayLocked(sb *Sandbox) int {
+	gw := -1
+	for i, ep := range sb.Endpoints {
+		if n := m.nets[ep.NetworkID]; n == nil || n.Internal {
+			continue
+		}
+		if gw < 0 || ep.NetworkName < sb.Endpoints[gw].NetworkName {
+			gw = i
+		}
+	}
+	return gw
+}
+
+// regateway moves the default route and the published ports of the
+// running container id to its gateway endpoint, after a connect or a
+// disconnect: Docker re-picks that endpoint then, so that a container
+// keeps its way out and its ports while one network of it remains.
+func (m *Manager) regateway(id string) error {
+	m.mu.Lock()
+	sb := m.sandboxes[id]
+	if sb == nil {
+		m.mu.Unlock()
+		return nil
+	}
+	gw := m.gatewayLocked(sb)
+	var route *Endpoint
+	if gw >= 0 {
+		e := sb.Endpoints[gw]
+		route = &e
+	}
+	var moved []PortMapping
+	if pi := max(gw, 0); pi < len(sb.Endpoints) {
+		ports := append([]PortMapping(nil), sb.Ports...) // copies of sb may share the old slice
+		for i := range ports {
+			if ports[i].CtrIP != sb.Endpoints[pi].IP {
+				ports[i].CtrIP = sb.Endpoints[pi].IP
+				moved = append(moved, ports[i])
+			}
+		}
+		sb.Ports = ports
+	}
+	cp := *sb
+	cp.Endpoints = append([]Endpoint(nil), sb.Endpoints...)
+	m.mu.Unlock()
+	if route != nil {
+		if err := setDefaultRoute(cp.NetNS, route); err != nil {
+			return err
+		}
+	}
+	if len(moved) == 0 {
+		return nil
+	}
+	if err := writeJSON(m.sandboxFile(id), &cp, false); err != nil {
+		m.log.Warn("writing sandbox", "id", id, "err", err)
+	}
+	if err := m.applyRules(); err != nil {
+		return err
+	}
+	m.flushConntrack(moved)
+	return nil
 }
 
 func dedupe(in []string) []string {
@@ -824,6 +899,7 @@ func (m *Manager) Teardown(id string) {
 		if err := m.applyRules(); err != nil {
 			m.log.Error("iptables rules after a container's stop", "id", id, "err", err)
 		}
+		m.flushConntrack(sb.Ports)
 	}
 	var nets []*Network
 	m.mu.Lock()
@@ -889,7 +965,6 @@ func (m *Manager) Connect(id string, er EndpointRequest) (*Sandbox, error) {
 		return nil, err
 	}
 	sb.Endpoints = append(sb.Endpoints, *ep)
-	first := len(sb.Endpoints) == 1
 	cp := *sb
 	cp.Endpoints = append([]Endpoint(nil), sb.Endpoints...)
 	m.mu.Unlock()
@@ -909,8 +984,11 @@ func (m *Manager) Connect(id string, er EndpointRequest) (*Sandbox, error) {
 	if err := writeJSON(m.sandboxFile(id), &cp, false); err != nil {
 		return fail(err)
 	}
-	if err := attachEndpoint(n, ep, sb.NetNS, first); err != nil {
+	if err := attachEndpoint(n, ep, sb.NetNS, false); err != nil {
 		return fail(err)
+	}
+	if err := m.regateway(id); err != nil {
+		m.log.Error("moving the default route and the ports after a connect", "id", id, "err", err)
 	}
 	m.updateHosts(id, []*Network{n})
 	m.event(n, "connect", map[string]string{"container": id})
@@ -945,9 +1023,55 @@ func (m *Manager) Disconnect(id, netID string) error {
 	if err := writeJSON(m.sandboxFile(id), &cp, false); err != nil {
 		m.log.Warn("writing sandbox", "id", id, "err", err)
 	}
+	if err := m.regateway(id); err != nil {
+		m.log.Error("moving the default route and the ports after a disconnect", "id", id, "err", err)
+	}
 	m.updateHosts(id, []*Network{n})
 	m.event(n, "disconnect", map[string]string{"container": id})
 	return nil
+}
+
+// Rename gives the running container id its new name on its networks:
+// the name the others of its user networks resolve (their hosts files)
+// and network inspect shows, as Docker renames the sandbox's endpoints and
+// rebuilds their DNS names. It returns the sandbox, nil if id has none.
+func (m *Manager) Rename(id, name string) *Sandbox {
+	m.mu.Lock()
+	sb := m.sandboxes[id]
+	if sb == nil {
+		m.mu.Unlock()
+		return nil
+	}
+	old := sb.Name
+	sb.Name = name
+	eps := append([]Endpoint(nil), sb.Endpoints...)
+	var nets []*Network
+	for i := range eps {
+		if len(eps[i].Aliases) == 0 {
+			continue // the default bridge: no names
+		}
+		aliases := eps[i].NetworkAliases
+		if aliases == nil {
+			// a sandbox recorded before NetworkAliases was
+			for _, a := range eps[i].Aliases {
+				if a != old && a != id[:12] {
+					aliases = append(aliases, a)
+				}
+			}
+		}
+		eps[i].Aliases = dnsNames(name, aliases, id)
+		if n := m.nets[eps[i].NetworkID]; n != nil {
+			nets = append(nets, n)
+		}
+	}
+	sb.Endpoints = eps
+	cp := *sb
+	m.mu.Unlock()
+	if err := writeJSON(m.sandboxFile(id), &cp, false); err != nil {
+		m.log.Warn("writing sandbox", "id", id, "err", err)
+	}
+	m.updateHosts(id, nets)
+	return m.Sandbox(id)
 }
 
 // ContainerIDs lists the containers that have a sandbox.

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/docker/go-connections/nat"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"berth/pkg/errdefs"
@@ -209,6 +210,38 @@ func (p *ports) releaseOwner(owner string) {
 			}
 			delete(p.taken, k)
 		}
+	}
+}
+
+// flushConntrack deletes the conntrack entries of the flows to the host
+// ports of ps that are UDP, once their rules changed (published, released,
+// moved to another address), as Docker does: NAT is decided when an entry
+// is made, so a client that keeps sending from the same port would stay
+// with the old destination (a container gone, or the host itself) for as
+// long as it sends. TCP connections end; they are left alone.
+func (m *Manager) flushConntrack(ps []PortMapping) {
+	if !m.cfg.IPTables {
+		return
+	}
+	var filters []netlink.CustomConntrackFilter
+	for _, p := range ps {
+		if p.Proto != "udp" {
+			continue
+		}
+		f := &netlink.ConntrackFilter{}
+		if err := f.AddProtocol(unix.IPPROTO_UDP); err != nil {
+			continue
+		}
+		if err := f.AddPort(netlink.ConntrackOrigDstPort, uint16(p.HostPort)); err != nil {
+			continue
+		}
+		filters = append(filters, f)
+	}
+	if len(filters) == 0 {
+		return
+	}
+	if _, err := netlink.ConntrackDeleteFilters(netlink.ConntrackTable, unix.AF_INET, filters...); err != nil {
+		m.log.Warn("flushing the conntrack entries of published UDP ports", "err", err)
 	}
 }
 

@@ -61,6 +61,9 @@ type Endpoint struct {
 	Gateway     string   `json:"gateway"`
 	MAC         string   `json:"mac"`
 	Aliases     []string `json:"aliases,omitempty"` // names other containers of the network resolve
+	// NetworkAliases: the --network-alias ones of Aliases (which has the
+	// container's name and short ID too), for a rename to rebuild them
+	NetworkAliases []string `json:"networkAliases,omitempty"`
 }
 
 // PortMapping is one published port of a running container.
