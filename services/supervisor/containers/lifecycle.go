@@ -46,7 +46,7 @@ func ParseSignal(s string) (int, error) {
 	}
 	if n, err := strconv.Atoi(s); err == nil {
 		if n <= 0 || n > 64 {
-			return 0, errdefs.New(errdefs.InvalidParameter, "Invalid signal: %s", s)
+			return 0, errdefs.New(errdefs.InvalidParameter, "invalid signal: %s", s)
 		}
 		return n, nil
 	}
@@ -57,7 +57,7 @@ func ParseSignal(s string) (int, error) {
 	if n := unix.SignalNum(name); n != 0 {
 		return int(n), nil
 	}
-	return 0, errdefs.New(errdefs.InvalidParameter, "Invalid signal: %s", s)
+	return 0, errdefs.New(errdefs.InvalidParameter, "invalid signal: %s", s)
 }
 
 func logLimits(hc *container.HostConfig) (int64, int, error) {

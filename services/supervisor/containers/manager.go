@@ -446,6 +446,12 @@ func (m *Manager) Create(req *dockermsg.CreateRequest) (*dockermsg.CreateRespons
 			return nil, err
 		}
 	}
+	// as dockerd: the client's stop signal is checked, not the image's
+	if cfg.StopSignal != "" {
+		if _, err := ParseSignal(cfg.StopSignal); err != nil {
+			return nil, err
+		}
+	}
 	specconv.Merge(&cfg, img.Config)
 	specconv.MergeHealthcheck(&cfg, img.Healthcheck)
 	if err := specconv.ValidateHealthcheck(cfg.Healthcheck); err != nil {
@@ -618,6 +624,9 @@ func validateHostConfig(hc *container.HostConfig) error {
 		return errdefs.New(errdefs.InvalidParameter, "logging driver %q is not supported (only json-file)", hc.LogConfig.Type)
 	}
 	if _, _, err := logLimits(hc); err != nil {
+		return err
+	}
+	if err := validateRestartPolicy(hc.RestartPolicy); err != nil {
 		return err
 	}
 	switch hc.RestartPolicy.Name {

@@ -162,7 +162,13 @@ func (m *Manager) Update(ctx context.Context, req *dockermsg.UpdateRequest) (*do
 
 func validateRestartPolicy(p container.RestartPolicy) error {
 	switch p.Name {
-	case "", container.RestartPolicyDisabled, container.RestartPolicyAlways, container.RestartPolicyUnlessStopped:
+	case "":
+		// dockerd takes an empty name with any count: clients before API
+		// 1.44 sent one
+	case container.RestartPolicyDisabled, container.RestartPolicyAlways, container.RestartPolicyUnlessStopped:
+		if p.MaximumRetryCount < 0 {
+			return errdefs.New(errdefs.InvalidParameter, "invalid restart policy: maximum retry count can only be used with 'on-failure' and cannot be negative")
+		}
 		if p.MaximumRetryCount != 0 {
 			return errdefs.New(errdefs.InvalidParameter, "invalid restart policy: maximum retry count can only be used with 'on-failure'")
 		}

@@ -1,0 +1,40 @@
+package e2e
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestCreateRefusesAsDocker: settings dockerd refuses at create, with its
+// words and docker run's exit code 125, and no container left behind.
+func TestCreateRefusesAsDocker(t *testing.T) {
+	s := shared(t)
+	cases := []struct {
+		name string
+		args []string
+		msg  string
+	}{
+		{"restart-unknown", []string{"--restart", "bogus"},
+			"invalid restart policy: unknown policy 'bogus'; use one of 'no', 'always', 'on-failure', or 'unless-stopped'"},
+		{"restart-count-always", []string{"--restart", "always:3"},
+			"invalid restart policy: maximum retry count can only be used with 'on-failure'"},
+		{"restart-negative", []string{"--restart", "on-failure:-1"},
+			"invalid restart policy: maximum retry count cannot be negative"},
+		{"stop-signal", []string{"--stop-signal", "SIGNOPE"}, "invalid signal: SIGNOPE"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			name := uniq("refused")
+			args := append(append([]string{"run", "-d", "--name", name}, c.args...), "busybox", "true")
+			_, errOut, code := s.Docker(args...)
+			if code != 125 || !strings.Contains(errOut, "Error response from daemon: "+c.msg) {
+				s.Docker("rm", "-f", name)
+				t.Fatalf("exit %d stderr %q, want 125 and %q", code, errOut, c.msg)
+			}
+			if _, _, code := s.Docker("inspect", name); code == 0 {
+				s.Docker("rm", "-f", name)
+				t.Fatalf("a refused create left container %s", name)
+			}
+		})
+	}
+}
