@@ -38,3 +38,15 @@ func TestCreateRefusesAsDocker(t *testing.T) {
 		})
 	}
 }
+
+// TestEmptyEntrypoint: `--entrypoint ""` drops the image's entrypoint and
+// runs the command given; without one, there is no command, as dockerd says.
+func TestEmptyEntrypoint(t *testing.T) {
+	s := shared(t)
+	if out, errOut, code := s.Docker("run", "--rm", "--entrypoint", "", "busybox", "echo", "ok"); code != 0 || out != "ok" {
+		t.Fatalf("run --entrypoint \"\" busybox echo ok: exit %d out %q stderr %q", code, out, errOut)
+	}
+	if _, errOut, code := s.Docker("run", "--rm", "--entrypoint", "", "busybox"); code != 125 || !strings.Contains(errOut, "no command specified") {
+		t.Fatalf("run --entrypoint \"\" busybox: exit %d stderr %q, want 125 and no command specified", code, errOut)
+	}
+}
