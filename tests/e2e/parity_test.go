@@ -50,3 +50,36 @@ func TestEmptyEntrypoint(t *testing.T) {
 		t.Fatalf("run --entrypoint \"\" busybox: exit %d stderr %q, want 125 and no command specified", code, errOut)
 	}
 }
+
+// TestKillErrors: dockerd names the container in every kill error, and
+// refuses numbers that are no Linux signal in its own words.
+func TestKillErrors(t *testing.T) {
+	s := shared(t)
+	name := uniq("kill")
+	s.MustDocker("run", "-d", "--name", name, "busybox", "sleep", "1000")
+	t.Cleanup(func() { s.Docker("rm", "-f", name) })
+	id := s.MustDocker("inspect", "-f", "{{.Id}}", name)
+	cases := []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{"-s", "SIGNOPE", name}, "cannot kill container: " + name + ": invalid signal: SIGNOPE"},
+		{[]string{"-s", "65", name}, "cannot kill container: " + name + ": the linux daemon does not support signal 65"},
+		{[]string{"-s", "32", name}, "cannot kill container: " + name + ": the linux daemon does not support signal 32"},
+		{[]string{"nosuch-e2e-kill"}, "cannot kill container: nosuch-e2e-kill: No such container: nosuch-e2e-kill"},
+	}
+	for _, c := range cases {
+		_, errOut, code := s.Docker(append([]string{"kill"}, c.args...)...)
+		if code != 1 || errOut != "Error response from daemon: "+c.msg {
+			t.Errorf("kill %v: exit %d stderr %q, want %q", c.args, code, errOut, c.msg)
+		}
+	}
+	if st := s.MustDocker("inspect", "-f", "{{.State.Status}}", name); st != "running" {
+		t.Fatalf("refused kills left %s %s", name, st)
+	}
+	s.MustDocker("kill", name)
+	_, errOut, _ := s.Docker("kill", name)
+	if want := "Error response from daemon: cannot kill container: " + name + ": container " + id + " is not running"; errOut != want {
+		t.Fatalf("kill of a stopped container: %q, want %q", errOut, want)
+	}
+}

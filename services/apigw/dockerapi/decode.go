@@ -104,8 +104,13 @@ func ParseSignal(s string) (string, error) {
 		return "", nil
 	}
 	if n, err := strconv.Atoi(s); err == nil {
-		if n <= 0 || n > 64 {
+		switch {
+		case n == 0:
 			return "", errdefs.New(errdefs.InvalidParameter, "invalid signal: %s", s)
+		case n < 1 || n > 64 || n == 32 || n == 33:
+			// dockerd parses any number, then takes only Linux's signals
+			// (32 and 33 belong to the C library's threads)
+			return "", errdefs.New(errdefs.InvalidParameter, "the linux daemon does not support signal %d", n)
 		}
 		return s, nil
 	}

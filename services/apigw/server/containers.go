@@ -234,12 +234,14 @@ func (s *Server) containerRestart(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) containerKill(w http.ResponseWriter, r *http.Request) {
+	id := chi.URLParam(r, "id")
 	sig, err := dockerapi.ParseSignal(r.URL.Query().Get("signal"))
 	if err != nil {
-		s.fail(w, r, err)
+		// the supervisor names the container in its errors; this one too
+		s.fail(w, r, errdefs.New(errdefs.KindOf(err), "cannot kill container: %s: %s", id, err))
 		return
 	}
-	s.simple(w, r, bus.VerbKill, bus.KillRequest{Meta: newKey(), ID: chi.URLParam(r, "id"), Signal: sig}, s.cfg.CallTimeout)
+	s.simple(w, r, bus.VerbKill, bus.KillRequest{Meta: newKey(), ID: id, Signal: sig}, s.cfg.CallTimeout)
 }
 
 func (s *Server) containerRename(w http.ResponseWriter, r *http.Request) {

@@ -729,8 +729,16 @@ func (m *Manager) stopLocked(ctx context.Context, c *ctr, timeout *int, sigName 
 	return nil
 }
 
-// Kill is `docker kill`. With SIGKILL it waits for the exit.
+// Kill is `docker kill`. With SIGKILL it waits for the exit. Every error
+// names the container as the client did, as dockerd's router wraps them.
 func (m *Manager) Kill(ctx context.Context, req *bus.KillRequest) error {
+	if err := m.kill(ctx, req); err != nil {
+		return errdefs.New(errdefs.KindOf(err), "cannot kill container: %s: %s", req.ID, err)
+	}
+	return nil
+}
+
+func (m *Manager) kill(ctx context.Context, req *bus.KillRequest) error {
 	c, err := m.resolve(req.ID)
 	if err != nil {
 		return err
@@ -743,17 +751,15 @@ func (m *Manager) Kill(ctx context.Context, req *bus.KillRequest) error {
 	}
 	ch, running := m.exitChan(c)
 	if !running {
-		return errdefs.New(errdefs.Conflict, "Cannot kill container: %s: container %s is not running", req.ID, c.rec.ID)
+		return errdefs.New(errdefs.Conflict, "container %s is not running", c.rec.ID)
 	}
 	m.cancelRestart(c, true)
 	m.event(c, "kill", "signal", strconv.Itoa(sig))
 	if err := m.signal(ctx, c, sig); err != nil {
-		return fmt.Errorf("Cannot kill container: %s: %w", req.ID, err)
+		return err
 	}
 	if sig == int(syscall.SIGKILL) {
-		if err := m.waitExit(ctx, c, ch, 10*time.Second); err != nil {
-			return fmt.Errorf("Cannot kill container: %s: %w", req.ID, err)
-		}
+		return m.waitExit(ctx, c, ch, 10*time.Second)
 	}
 	return nil
 }
