@@ -26,7 +26,8 @@ func invalid(format string, args ...any) error {
 
 // AdaptHostConfig fills in what Docker's create stores in a new
 // container's HostConfig (and inspect shows): swap as large as the memory
-// limit on top of it, the 64 MB /dev/shm, the private IPC namespace. It
+// limit on top of it, the 64 MB /dev/shm, the private IPC namespace, the
+// json-file log driver. It
 // returns Docker's warnings for limits this host cannot apply.
 func AdaptHostConfig(hc *container.HostConfig) []string {
 	var warnings []string
@@ -42,6 +43,13 @@ func AdaptHostConfig(hc *container.HostConfig) []string {
 	}
 	if hc.IpcMode == "" {
 		hc.IpcMode = container.IPCModePrivate
+	}
+	// dockerd records the daemon's log driver, which inspect shows
+	if hc.LogConfig.Type == "" {
+		hc.LogConfig.Type = "json-file"
+	}
+	if hc.LogConfig.Config == nil {
+		hc.LogConfig.Config = map[string]string{}
 	}
 	if hc.OomKillDisable == nil {
 		f := false

@@ -83,3 +83,21 @@ func TestKillErrors(t *testing.T) {
 		t.Fatalf("kill of a stopped container: %q, want %q", errOut, want)
 	}
 }
+
+// TestInspectLogConfig: inspect shows the log driver a container got, as
+// dockerd records it at create (SDKs read it to know logs can be read).
+func TestInspectLogConfig(t *testing.T) {
+	s := shared(t)
+	name := uniq("logcfg")
+	s.MustDocker("create", "--name", name, "busybox", "true")
+	t.Cleanup(func() { s.Docker("rm", "-f", name) })
+	if got := s.MustDocker("inspect", "-f", "{{json .HostConfig.LogConfig}}", name); got != `{"Type":"json-file","Config":{}}` {
+		t.Fatalf("HostConfig.LogConfig %s", got)
+	}
+	opt := uniq("logopt")
+	s.MustDocker("create", "--name", opt, "--log-opt", "max-size=1m", "busybox", "true")
+	t.Cleanup(func() { s.Docker("rm", "-f", opt) })
+	if got := s.MustDocker("inspect", "-f", "{{json .HostConfig.LogConfig}}", opt); got != `{"Type":"json-file","Config":{"max-size":"1m"}}` {
+		t.Fatalf("HostConfig.LogConfig with --log-opt %s", got)
+	}
+}
