@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -99,5 +100,37 @@ func TestInspectLogConfig(t *testing.T) {
 	t.Cleanup(func() { s.Docker("rm", "-f", opt) })
 	if got := s.MustDocker("inspect", "-f", "{{json .HostConfig.LogConfig}}", opt); got != `{"Type":"json-file","Config":{"max-size":"1m"}}` {
 		t.Fatalf("HostConfig.LogConfig with --log-opt %s", got)
+	}
+}
+
+// TestDevices: --device gives the container the host's node (at another
+// path when asked) and the cgroup rule to open it; --device-cgroup-rule
+// allows a node the container makes; a missing device fails the start with
+// dockerd's message.
+func TestDevices(t *testing.T) {
+	s := shared(t)
+	open := `exec 3<%s && echo opened`
+	cases := []struct {
+		name string
+		args []string
+		out  string
+		code int
+	}{
+		{"none", []string{"busybox", "sh", "-c", "mknod /tmp/lc c 10 237 && " + fmt.Sprintf(open, "/tmp/lc")}, "", 1},
+		{"device", []string{"--device", "/dev/loop-control", "busybox", "sh", "-c", "ls -l /dev/loop-control | cut -c1-10 && " + fmt.Sprintf(open, "/dev/loop-control")}, "crw-------\nopened", 0},
+		{"device-renamed", []string{"--device", "/dev/loop-control:/dev/lc", "busybox", "sh", "-c", fmt.Sprintf(open, "/dev/lc")}, "opened", 0},
+		{"cgroup-rule", []string{"--device-cgroup-rule", "c 10:237 rw", "busybox", "sh", "-c", "mknod /tmp/lc c 10 237 && " + fmt.Sprintf(open, "/tmp/lc")}, "opened", 0},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			out, errOut, code := s.Docker(append([]string{"run", "--rm"}, c.args...)...)
+			if code != c.code || out != c.out {
+				t.Fatalf("exit %d out %q stderr %q, want exit %d out %q", code, out, errOut, c.code, c.out)
+			}
+		})
+	}
+	_, errOut, code := s.Docker("run", "--rm", "--device", "/dev/nosuch-e2e", "busybox", "true")
+	if want := `error gathering device information while adding custom device "/dev/nosuch-e2e": no such file or directory`; code != 127 || !strings.Contains(errOut, want) {
+		t.Fatalf("--device of a missing node: exit %d stderr %q, want 127 and %q", code, errOut, want)
 	}
 }
