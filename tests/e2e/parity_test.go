@@ -22,6 +22,8 @@ func TestCreateRefusesAsDocker(t *testing.T) {
 		{"restart-negative", []string{"--restart", "on-failure:-1"},
 			"invalid restart policy: maximum retry count cannot be negative"},
 		{"stop-signal", []string{"--stop-signal", "SIGNOPE"}, "invalid signal: SIGNOPE"},
+		{"log-opt", []string{"--log-opt", "nope=1"}, "unknown log opt 'nope' for json-file log driver"},
+		{"log-mode", []string{"--log-opt", "mode=fast"}, "logger: logging mode not supported: fast"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -623,6 +623,18 @@ func validateHostConfig(hc *container.HostConfig) error {
 	default:
 		return errdefs.New(errdefs.InvalidParameter, "logging driver %q is not supported (only json-file)", hc.LogConfig.Type)
 	}
+	for k, v := range hc.LogConfig.Config {
+		switch k {
+		case "max-file", "max-size", "compress", "labels", "labels-regex", "env", "env-regex", "tag", "max-buffer-size":
+		case "mode":
+			// dockerd's logger options, taken by every driver
+			if v != "" && v != string(container.LogModeBlocking) && v != string(container.LogModeNonBlock) {
+				return errdefs.New(errdefs.InvalidParameter, "logger: logging mode not supported: %s", v)
+			}
+		default:
+			return errdefs.New(errdefs.InvalidParameter, "unknown log opt '%s' for json-file log driver", k)
+		}
+	}
 	if _, _, err := logLimits(hc); err != nil {
 		return err
 	}
