@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestCreateRefusesAsDocker: settings dockerd refuses at create, with its
@@ -134,5 +135,29 @@ func TestDevices(t *testing.T) {
 	_, errOut, code := s.Docker("run", "--rm", "--device", "/dev/nosuch-e2e", "busybox", "true")
 	if want := `error gathering device information while adding custom device "/dev/nosuch-e2e": no such file or directory`; code != 127 || !strings.Contains(errOut, want) {
 		t.Fatalf("--device of a missing node: exit %d stderr %q, want 127 and %q", code, errOut, want)
+	}
+}
+
+// TestKillPausedContainer: a signal to a paused container with no stop
+// signal of its own thaws it, as dockerd does, and the thaw is reported as
+// an unpause event like any resume.
+func TestKillPausedContainer(t *testing.T) {
+	s := shared(t)
+	name := uniq("killpaused")
+	s.MustDocker("run", "-d", "--name", name, "busybox", "sh", "-c", `trap "echo usr1" USR1; echo ready; while true; do sleep 0.1; done`)
+	t.Cleanup(func() { s.Docker("rm", "-f", name) })
+	waitFor(t, 10*time.Second, "the trap script", func() bool { out, _, _ := s.Docker("logs", name); return out == "ready" })
+	since := time.Now().Format(time.RFC3339Nano)
+	s.MustDocker("pause", name)
+	s.MustDocker("kill", "-s", "USR1", name)
+	waitFor(t, 10*time.Second, "the trap", func() bool { out, _, _ := s.Docker("logs", name); return out == "ready\nusr1" })
+	if st := s.MustDocker("inspect", "-f", "{{.State.Status}} {{.State.Paused}}", name); st != "running false" {
+		t.Fatalf("state after the signal: %s", st)
+	}
+	until := time.Now().Add(time.Second).Format(time.RFC3339Nano)
+	time.Sleep(1100 * time.Millisecond)
+	out := s.MustDocker("events", "--since", since, "--until", until, "--filter", "container="+name, "--format", "{{.Action}}")
+	if out != "pause\nkill\nunpause" {
+		t.Fatalf("events %q, want pause, kill, unpause", out)
 	}
 }

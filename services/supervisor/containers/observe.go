@@ -111,6 +111,8 @@ func (m *Manager) thawAfterSignal(c *ctr, sig int) {
 		return
 	}
 	m.setPaused(c, false)
+	// dockerd reports every resume it sees, this one included
+	m.event(c, "unpause")
 }
 
 // Update is `docker update`: new resource limits (and restart policy) in
