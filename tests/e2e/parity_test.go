@@ -161,3 +161,31 @@ func TestKillPausedContainer(t *testing.T) {
 		t.Fatalf("events %q, want pause, kill, unpause", out)
 	}
 }
+
+// TestContainerNetworkExpose: --expose cannot go with another container's
+// network, as dockerd says; the ports an image exposes can (dockerd checks
+// the client's config, not the image's).
+func TestContainerNetworkExpose(t *testing.T) {
+	s := shared(t)
+	base := uniq("netbase")
+	s.MustDocker("run", "-d", "--name", base, "busybox", "sleep", "1000")
+	t.Cleanup(func() { s.Docker("rm", "-f", base) })
+	for _, c := range []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{"--expose", "80"}, "conflicting options: port exposing and the container type network mode"},
+		{[]string{"-p", "80:80"}, "conflicting options: port publishing and the container type network mode"},
+	} {
+		args := append(append([]string{"run", "--rm", "--network", "container:" + base}, c.args...), "busybox", "true")
+		if _, errOut, code := s.Docker(args...); code != 125 || !strings.Contains(errOut, "Error response from daemon: "+c.msg) {
+			t.Errorf("%v: exit %d stderr %q, want 125 and %q", c.args, code, errOut, c.msg)
+		}
+	}
+	img := "e2e-exposes:latest"
+	s.ImportBusyboxAs(img, "EXPOSE 80")
+	t.Cleanup(func() { s.Docker("rmi", "-f", img) })
+	if out, errOut, code := s.Docker("run", "--rm", "--network", "container:"+base, img, "echo", "ok"); code != 0 || out != "ok" {
+		t.Fatalf("an image's EXPOSE with container: networking: exit %d out %q stderr %q", code, out, errOut)
+	}
+}

@@ -475,7 +475,7 @@ func (m *Manager) Create(req *dockermsg.CreateRequest) (*dockermsg.CreateRespons
 	if err != nil {
 		return nil, err
 	}
-	netSettings, warnings, err := m.configureNetworks(&cfg, hc, req.NetworkingConfig)
+	netSettings, warnings, err := m.configureNetworks(&cfg, hc, req.NetworkingConfig, len(req.Config.ExposedPorts) > 0)
 	if err != nil {
 		return nil, err
 	}
