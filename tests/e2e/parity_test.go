@@ -189,3 +189,38 @@ func TestContainerNetworkExpose(t *testing.T) {
 		t.Fatalf("an image's EXPOSE with container: networking: exit %d out %q stderr %q", code, out, errOut)
 	}
 }
+
+// TestVolumesFrom: --volumes-from mounts another container's volumes and
+// binds at the same places (read-only with :ro); removing the container
+// that borrowed them leaves them to their owner.
+func TestVolumesFrom(t *testing.T) {
+	s := shared(t)
+	data, vol, dir := uniq("data"), uniq("vfvol"), t.TempDir()
+	s.MustDocker("create", "--name", data, "-v", "/anon", "-v", vol+":/named", "-v", dir+":/bound", "busybox", "true")
+	t.Cleanup(func() { s.Docker("rm", "-f", "-v", data); s.Docker("volume", "rm", vol) })
+	s.MustDocker("run", "--rm", "--volumes-from", data, "busybox", "sh", "-c", "echo a > /anon/f && echo n > /named/f && echo b > /bound/f")
+	out, errOut, code := s.Docker("run", "--rm", "--volumes-from", data+":ro", "busybox", "sh", "-c", "cat /anon/f /named/f /bound/f; touch /anon/g")
+	if code != 1 || out != "a\nn\nb" || !strings.Contains(errOut, "Read-only file system") {
+		t.Fatalf("--volumes-from :ro: exit %d out %q stderr %q", code, out, errOut)
+	}
+	anon := s.MustDocker("inspect", "-f", `{{range .Mounts}}{{if eq .Destination "/anon"}}{{.Name}}{{end}}{{end}}`, data)
+	user := uniq("vfuser")
+	s.MustDocker("create", "--name", user, "--volumes-from", data, "-v", t.TempDir()+":/named", "busybox", "true")
+	t.Cleanup(func() { s.Docker("rm", "-f", user) })
+	got := s.MustDocker("inspect", "-f", `{{range .Mounts}}{{.Destination}}={{.Type}},{{.Name}},{{.RW}} {{end}}`, user)
+	if want := "/anon=volume," + anon + ",true /bound=bind,,true /named=bind,,true "; got != want {
+		t.Fatalf("Mounts of the borrower %q, want %q (its own -v wins at /named)", got, want)
+	}
+	s.MustDocker("rm", "-v", user)
+	if out := s.MustDocker("run", "--rm", "--volumes-from", data, "busybox", "cat", "/anon/f"); out != "a" {
+		t.Fatalf("the owner's anonymous volume after rm -v of a borrower: %q", out)
+	}
+	for _, c := range []struct{ spec, msg string }{
+		{"nosuch-e2e-vf", "No such container: nosuch-e2e-vf"},
+		{data + ":rshared", "invalid mode: rshared"},
+	} {
+		if _, errOut, code := s.Docker("run", "--rm", "--volumes-from", c.spec, "busybox", "true"); code != 125 || !strings.Contains(errOut, "Error response from daemon: "+c.msg) {
+			t.Errorf("--volumes-from %s: exit %d stderr %q, want 125 and %q", c.spec, code, errOut, c.msg)
+		}
+	}
+}

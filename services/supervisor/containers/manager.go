@@ -471,7 +471,11 @@ func (m *Manager) Create(req *dockermsg.CreateRequest) (*dockermsg.CreateRespons
 	if err := m.resolveSharedNamespaces(hc); err != nil {
 		return nil, err
 	}
-	mounts, err := specconv.ParseMounts(&cfg, hc, pathExists)
+	from, err := m.volumesFrom(hc.VolumesFrom)
+	if err != nil {
+		return nil, err
+	}
+	mounts, err := specconv.ParseMounts(&cfg, hc, pathExists, from...)
 	if err != nil {
 		return nil, err
 	}
