@@ -224,3 +224,27 @@ func TestVolumesFrom(t *testing.T) {
 		}
 	}
 }
+
+// TestLogsDetails: the labels, env and tag log options put attributes in
+// each json-file record, and docker logs --details shows them before the
+// line (key-sorted, query-escaped; a lone space when there are none).
+func TestLogsDetails(t *testing.T) {
+	s := shared(t)
+	name, plain := uniq("details"), uniq("nodetails")
+	s.MustDocker("run", "--name", name, "-l", "team=a b", "-l", "other=x", "-e", "STAGE=prod",
+		"--log-opt", "labels=team", "--log-opt", "env=STAGE", "--log-opt", "tag={{.Name}}",
+		"busybox", "sh", "-c", "echo out; echo err >&2")
+	s.MustDocker("run", "--name", plain, "busybox", "echo", "out")
+	t.Cleanup(func() { s.Docker("rm", "-f", name, plain) })
+	out, errOut, code := s.Docker("logs", "--details", name)
+	attrs := "STAGE=prod,tag=" + name + ",team=a+b "
+	if code != 0 || out != attrs+"out" || errOut != attrs+"err" {
+		t.Fatalf("logs --details: exit %d out %q err %q, want %q before each line", code, out, errOut, attrs)
+	}
+	if out := s.MustDocker("logs", name); out != "out" {
+		t.Fatalf("logs without --details: %q", out)
+	}
+	if out, _, _ := s.Docker("logs", "--details", plain); out != " out" {
+		t.Fatalf("logs --details of a container without attributes: %q, want \" out\"", out)
+	}
+}
