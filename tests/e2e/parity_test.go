@@ -248,3 +248,29 @@ func TestLogsDetails(t *testing.T) {
 		t.Fatalf("logs --details of a container without attributes: %q, want \" out\"", out)
 	}
 }
+
+// TestRestartErrors: dockerd names the container in what makes a restart
+// fail once the container is found.
+func TestRestartErrors(t *testing.T) {
+	s := shared(t)
+	bad, ok := uniq("restartbad"), uniq("restartok")
+	s.MustDocker("create", "--name", bad, "busybox", "/no/such/binary")
+	s.MustDocker("run", "-d", "--name", ok, "busybox", "sleep", "1000")
+	t.Cleanup(func() { s.Docker("rm", "-f", bad, ok) })
+	for _, c := range []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{bad}, "Cannot restart container " + bad + `: failed to create task for container: OCI runtime create failed: exec: "/no/such/binary"`},
+		{[]string{"-s", "SIGNOPE", ok}, "Cannot restart container " + ok + ": invalid signal: SIGNOPE"},
+		{[]string{"nosuch-e2e-restart"}, "No such container: nosuch-e2e-restart"},
+	} {
+		_, errOut, code := s.Docker(append([]string{"restart"}, c.args...)...)
+		if code != 1 || !strings.HasPrefix(errOut, "Error response from daemon: "+c.msg) {
+			t.Errorf("restart %v: exit %d stderr %q, want %q", c.args, code, errOut, c.msg)
+		}
+	}
+	if _, errOut, code := s.Docker("stop", "-s", "SIGNOPE", ok); code != 1 || errOut != "Error response from daemon: invalid signal: SIGNOPE" {
+		t.Errorf("stop -s SIGNOPE: exit %d stderr %q", code, errOut)
+	}
+}

@@ -853,12 +853,16 @@ func (m *Manager) Restart(ctx context.Context, req *bus.StopRequest) error {
 	c.op.Lock()
 	defer c.op.Unlock()
 	m.cancelRestart(c, true)
+	// dockerd names the container in what fails once it is found
+	cannot := func(err error) error {
+		return errdefs.New(errdefs.KindOf(err), "Cannot restart container %s: %s", req.ID, err)
+	}
 	if err := m.stopLocked(ctx, c, req.Timeout, req.Signal, false); err != nil {
-		return err
+		return cannot(err)
 	}
 	m.manualStart(c)
 	if err := m.startLocked(ctx, c); err != nil {
-		return err
+		return cannot(err)
 	}
 	m.event(c, "restart")
 	return nil
