@@ -41,6 +41,9 @@ func AdaptHostConfig(hc *container.HostConfig) []string {
 	if hc.ShmSize == 0 {
 		hc.ShmSize = DefaultShmSize
 	}
+	if hc.PidsLimit != nil && *hc.PidsLimit <= 0 {
+		hc.PidsLimit = nil // no limit, or "unlimited": none recorded (dockerd's create)
+	}
 	if hc.IpcMode == "" {
 		hc.IpcMode = container.IPCModePrivate
 	}
@@ -269,7 +272,8 @@ func MergeUpdate(hc *container.HostConfig, upd *container.UpdateConfig) error {
 	set(&cur.MemorySwap, r.MemorySwap)
 	set(&cur.MemoryReservation, r.MemoryReservation)
 	if r.PidsLimit != nil {
-		v := *r.PidsLimit
+		// dockerd records 0 for "unlimited", however it was asked for
+		v := max(*r.PidsLimit, 0)
 		cur.PidsLimit = &v
 	}
 	if upd.RestartPolicy.Name != "" {

@@ -274,3 +274,28 @@ func TestRestartErrors(t *testing.T) {
 		t.Errorf("stop -s SIGNOPE: exit %d stderr %q", code, errOut)
 	}
 }
+
+// TestPidsLimitUnlimited: as dockerd, create records no limit for 0 or a
+// negative --pids-limit (null in inspect), and update records 0.
+func TestPidsLimitUnlimited(t *testing.T) {
+	s := shared(t)
+	for _, c := range []struct{ flag, want string }{{"", "null"}, {"-1", "null"}, {"0", "null"}, {"5", "5"}} {
+		name := uniq("pids")
+		args := []string{"create", "--name", name}
+		if c.flag != "" {
+			args = append(args, "--pids-limit="+c.flag)
+		}
+		s.MustDocker(append(args, "busybox", "true")...)
+		got := s.MustDocker("inspect", "-f", "{{json .HostConfig.PidsLimit}}", name)
+		if c.flag == "5" {
+			s.MustDocker("update", "--pids-limit=-1", name)
+			if upd := s.MustDocker("inspect", "-f", "{{json .HostConfig.PidsLimit}}", name); upd != "0" {
+				t.Errorf("after update --pids-limit=-1: %s, want 0", upd)
+			}
+		}
+		s.MustDocker("rm", name)
+		if got != c.want {
+			t.Errorf("create --pids-limit=%q: PidsLimit %s, want %s", c.flag, got, c.want)
+		}
+	}
+}
