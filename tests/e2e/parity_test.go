@@ -25,6 +25,7 @@ func TestCreateRefusesAsDocker(t *testing.T) {
 		{"stop-signal", []string{"--stop-signal", "SIGNOPE"}, "invalid signal: SIGNOPE"},
 		{"log-opt", []string{"--log-opt", "nope=1"}, "unknown log opt 'nope' for json-file log driver"},
 		{"log-mode", []string{"--log-opt", "mode=fast"}, "logger: logging mode not supported: fast"},
+		{"runtime", []string{"--runtime", "nope"}, "unknown or invalid runtime name: nope"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -296,6 +297,26 @@ func TestPidsLimitUnlimited(t *testing.T) {
 		s.MustDocker("rm", name)
 		if got != c.want {
 			t.Errorf("create --pids-limit=%q: PidsLimit %s, want %s", c.flag, got, c.want)
+		}
+	}
+}
+
+// TestRuntimeName: inspect names the runtime a container got, the default
+// `docker info` gives when none was asked for; runc's name is taken too.
+func TestRuntimeName(t *testing.T) {
+	s := shared(t)
+	def := s.MustDocker("info", "-f", "{{.DefaultRuntime}}")
+	for _, c := range []struct{ flag, want string }{{"", def}, {"runc", "runc"}} {
+		name := uniq("runtime")
+		args := []string{"run", "--name", name}
+		if c.flag != "" {
+			args = append(args, "--runtime", c.flag)
+		}
+		out, errOut, code := s.Docker(append(args, "busybox", "echo", "ok")...)
+		got, _, _ := s.Docker("inspect", "-f", "{{.HostConfig.Runtime}}", name)
+		s.Docker("rm", "-f", name)
+		if code != 0 || out != "ok" || got != c.want {
+			t.Errorf("run --runtime %q: exit %d out %q stderr %q, HostConfig.Runtime %q want %q", c.flag, code, out, errOut, got, c.want)
 		}
 	}
 }

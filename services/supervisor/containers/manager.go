@@ -464,6 +464,15 @@ func (m *Manager) Create(req *dockermsg.CreateRequest) (*dockermsg.CreateRespons
 	if err := validateHostConfig(hc); err != nil {
 		return nil, err
 	}
+	// one runtime, under the name `docker info` gives it, or runc's (which
+	// it stands in for); dockerd records the default when none is named
+	switch rt := filepath.Base(m.cfg.RuntimeBin); hc.Runtime {
+	case "":
+		hc.Runtime = rt
+	case rt, "runc", "io.containerd.runc.v2":
+	default:
+		return nil, errdefs.New(errdefs.InvalidParameter, "unknown or invalid runtime name: %s", hc.Runtime)
+	}
 	if err := m.validateUserns(hc); err != nil {
 		return nil, err
 	}
