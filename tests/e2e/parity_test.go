@@ -320,3 +320,24 @@ func TestRuntimeName(t *testing.T) {
 		}
 	}
 }
+
+// TestRealtimeSignalNames: dockerd's names of the real-time signals
+// (systemd images stop with SIGRTMIN+3) are taken by --stop-signal, kill
+// and stop.
+func TestRealtimeSignalNames(t *testing.T) {
+	s := shared(t)
+	name := uniq("rtsig")
+	s.MustDocker("run", "-d", "--name", name, "--stop-signal", "SIGRTMIN+3", "busybox", "sh", "-c",
+		`trap "echo got-37" 37; trap "echo got-63; exit 3" 63; echo ready; while true; do sleep 0.1; done`)
+	t.Cleanup(func() { s.Docker("rm", "-f", name) })
+	waitFor(t, 10*time.Second, "the trap script", func() bool { out, _, _ := s.Docker("logs", name); return out == "ready" })
+	s.MustDocker("kill", "-s", "RTMIN+3", name)
+	waitFor(t, 10*time.Second, "the RTMIN+3 trap", func() bool { out, _, _ := s.Docker("logs", name); return out == "ready\ngot-37" })
+	s.MustDocker("stop", "-s", "SIGRTMAX-1", name)
+	if out, _, _ := s.Docker("logs", name); out != "ready\ngot-37\ngot-63" {
+		t.Fatalf("logs %q after stop -s SIGRTMAX-1", out)
+	}
+	if code := s.MustDocker("inspect", "-f", "{{.State.ExitCode}}", name); code != "3" {
+		t.Fatalf("exit %s, want 3", code)
+	}
+}

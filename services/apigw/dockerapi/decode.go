@@ -11,9 +11,9 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/network"
-	"golang.org/x/sys/unix"
 
 	"berth/pkg/errdefs"
+	"berth/pkg/signame"
 )
 
 // CreateBody is the body of POST /containers/create: Docker's
@@ -114,14 +114,10 @@ func ParseSignal(s string) (string, error) {
 		}
 		return s, nil
 	}
-	name := strings.ToUpper(s)
-	if !strings.HasPrefix(name, "SIG") {
-		name = "SIG" + name
-	}
-	if unix.SignalNum(name) == 0 {
+	if signame.Number(s) == 0 {
 		return "", errdefs.New(errdefs.InvalidParameter, "invalid signal: %s", s)
 	}
-	return name, nil
+	return "SIG" + strings.TrimPrefix(strings.ToUpper(s), "SIG"), nil
 }
 
 // BoolValue reads a query parameter like Docker's httputils.BoolValue: "",

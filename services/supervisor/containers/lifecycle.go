@@ -26,6 +26,7 @@ import (
 	"berth/pkg/idmap"
 	"berth/pkg/netns"
 	"berth/pkg/overlay"
+	"berth/pkg/signame"
 	"berth/pkg/specconv"
 	bnet "berth/services/supervisor/network"
 )
@@ -52,12 +53,8 @@ func ParseSignal(s string) (int, error) {
 		}
 		return n, nil
 	}
-	name := strings.ToUpper(s)
-	if !strings.HasPrefix(name, "SIG") {
-		name = "SIG" + name
-	}
-	if n := unix.SignalNum(name); n != 0 {
-		return int(n), nil
+	if n := signame.Number(s); n != 0 {
+		return n, nil
 	}
 	return 0, errdefs.New(errdefs.InvalidParameter, "invalid signal: %s", s)
 }
