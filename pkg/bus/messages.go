@@ -102,9 +102,10 @@ type LogsRequest struct {
 
 // LogEntry is one record of a container's log (Docker's json-file line).
 type LogEntry struct {
-	Log    string    `json:"log"`
-	Stream string    `json:"stream"`
-	Time   time.Time `json:"time"`
+	Log    string            `json:"log"`
+	Stream string            `json:"stream"`
+	Attrs  map[string]string `json:"attrs,omitempty"`
+	Time   time.Time         `json:"time"`
 }
 
 // LogChunk carries log records to a LogsRequest's inbox.

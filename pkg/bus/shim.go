@@ -16,6 +16,9 @@ type ShimConfig struct {
 	LogPath     string `json:"logPath"`               // json-file log, e.g. <root>/containers/<id>/<id>-json.log
 	LogMaxSize  int64  `json:"logMaxSize,omitempty"`  // bytes; 0: no rotation
 	LogMaxFiles int    `json:"logMaxFiles,omitempty"` // files kept, current included; 0 means 1
+	// LogAttrs go in every record's "attrs" (the labels, env and tag log
+	// options), which `docker logs --details` shows.
+	LogAttrs map[string]string `json:"logAttrs,omitempty"`
 
 	Tty       bool `json:"tty,omitempty"`
 	OpenStdin bool `json:"openStdin,omitempty"`

@@ -50,6 +50,28 @@ func TestRecordFormat(t *testing.T) {
 	}
 }
 
+// TestRecordAttrs: attributes go where Docker's json-file driver puts them.
+func TestRecordAttrs(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c-json.log")
+	w, err := NewWriter(path, 0, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.SetAttrs(map[string]string{"tag": "web", "env": "a<b"})
+	w.Write("stdout", []byte("x\n"), t0)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(path)
+	want := `{"log":"x\n","stream":"stdout","attrs":{"env":"a\u003cb","tag":"web"},"time":"2024-01-02T03:04:05.123456789Z"}` + "\n"
+	if string(data) != want {
+		t.Fatalf("got  %s\nwant %s", data, want)
+	}
+	if e, err := Decode(data); err != nil || e.Attrs["env"] != "a<b" || e.Attrs["tag"] != "web" {
+		t.Fatalf("decode: %+v %v", e, err)
+	}
+}
+
 func TestWriteSplitsLines(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "c-json.log")
 	w, err := NewWriter(path, 0, 1)

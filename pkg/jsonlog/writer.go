@@ -42,7 +42,8 @@ type Writer struct {
 	size     int64
 	partial  map[string][]byte // an incomplete line per stream
 	buf      []byte
-	written  int64 // bytes written over the writer's life (metrics)
+	written  int64  // bytes written over the writer's life (metrics)
+	attrs    []byte // JSON object of every record's "attrs", or nil
 	closed   bool
 }
 
@@ -184,11 +185,22 @@ func (w *Writer) Written() int64 {
 	return w.written
 }
 
+// SetAttrs gives every record from now on attrs (the json-file driver's
+// extra attributes: log options labels, env, tag); empty means none.
+func (w *Writer) SetAttrs(attrs map[string]string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.attrs = nil
+	if len(attrs) > 0 {
+		w.attrs, _ = json.Marshal(attrs) // keys sorted, as Docker's
+	}
+}
+
 // Path is the current log file.
 func (w *Writer) Path() string { return w.path }
 
 func (w *Writer) record(stream string, line []byte, t time.Time) error {
-	w.buf = AppendRecord(w.buf[:0], stream, line, t)
+	w.buf = appendRecord(w.buf[:0], stream, line, w.attrs, t)
 	if w.maxSize > 0 && w.size > 0 && w.size+int64(len(w.buf)) > w.maxSize {
 		if err := w.rotate(); err != nil {
 			return fmt.Errorf("rotate %s: %w", w.path, err)
@@ -234,10 +246,20 @@ func (w *Writer) rotate() error {
 // Docker's json-file driver writes (HTML-safe escaping, invalid UTF-8
 // replaced by U+FFFD, time in UTC with nanoseconds).
 func AppendRecord(dst []byte, stream string, line []byte, t time.Time) []byte {
+	return appendRecord(dst, stream, line, nil, t)
+}
+
+// appendRecord is AppendRecord with attrs, a JSON object or nil, where
+// Docker puts them: between the stream and the time.
+func appendRecord(dst []byte, stream string, line, attrs []byte, t time.Time) []byte {
 	dst = append(dst, `{"log":`...)
 	dst = appendJSONString(dst, line)
 	dst = append(dst, `,"stream":`...)
 	dst = appendJSONString(dst, []byte(stream))
+	if attrs != nil {
+		dst = append(dst, `,"attrs":`...)
+		dst = append(dst, attrs...)
+	}
 	dst = append(dst, `,"time":"`...)
 	dst = t.UTC().AppendFormat(dst, time.RFC3339Nano)
 	dst = append(dst, "\"}\n"...)

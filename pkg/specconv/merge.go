@@ -66,6 +66,11 @@ func Merge(c *container.Config, img ocispec.ImageConfig) {
 			c.Entrypoint = append([]string(nil), img.Entrypoint...)
 		}
 	}
+	// `--entrypoint ""` sends [""]: it has kept the image's cmd out, and now
+	// means no entrypoint (dockerd's mergeAndVerifyConfig)
+	if len(c.Entrypoint) == 1 && c.Entrypoint[0] == "" {
+		c.Entrypoint = nil
+	}
 	if c.WorkingDir == "" {
 		c.WorkingDir = img.WorkingDir
 	}

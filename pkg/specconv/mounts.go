@@ -5,6 +5,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -18,10 +19,11 @@ import (
 
 // ParseMounts reads a container's mounts as dockerd does, with its error
 // texts: HostConfig.Binds (-v), then HostConfig.Mounts (--mount), then the
-// Config.Volumes (image VOLUMEs and -v /path) no bind or mount covers. A
+// mounts taken from other containers (from, --volumes-from) and the
+// Config.Volumes (image VOLUMEs and -v /path) that none of those covers. A
 // bind source given with --mount must exist (exists); volumes come
 // back with their name (empty for an anonymous one) and no Source yet.
-func ParseMounts(cfg *container.Config, hc *container.HostConfig, exists func(string) bool) ([]dockermsg.MountPoint, error) {
+func ParseMounts(cfg *container.Config, hc *container.HostConfig, exists func(string) bool, from ...dockermsg.MountPoint) ([]dockermsg.MountPoint, error) {
 	if hc == nil {
 		hc = &container.HostConfig{}
 	}
@@ -52,6 +54,21 @@ func ParseMounts(cfg *container.Config, hc *container.HostConfig, exists func(st
 		byDest[mp.Destination] = true
 		out = append(out, mp)
 	}
+	fromDest := map[string]int{} // the last --volumes-from with a destination wins
+	for _, mp := range from {
+		if byDest[mp.Destination] {
+			continue
+		}
+		if i, ok := fromDest[mp.Destination]; ok {
+			out[i] = mp
+			continue
+		}
+		fromDest[mp.Destination] = len(out)
+		out = append(out, mp)
+	}
+	for dst := range fromDest {
+		byDest[dst] = true
+	}
 	if cfg != nil {
 		for v := range cfg.Volumes {
 			dst := path.Clean(v)
@@ -67,6 +84,25 @@ func ParseMounts(cfg *container.Config, hc *container.HostConfig, exists func(st
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Destination < out[j].Destination })
 	return out, nil
+}
+
+// VolumesFrom reads one --volumes-from: "CONTAINER" or "CONTAINER:MODE",
+// MODE ro or rw (with a z or Z) but no propagation nor nocopy, as dockerd.
+// It returns the container and whether its mounts stay writable.
+func VolumesFrom(spec string) (string, bool, error) {
+	if spec == "" {
+		return "", false, errdefs.New(errdefs.InvalidParameter, "volumes-from specification cannot be an empty string")
+	}
+	ref, mode, _ := strings.Cut(spec, ":")
+	if mode == "" {
+		return ref, true, nil
+	}
+	if !validMode(mode) || hasMode(mode, "nocopy") || slices.ContainsFunc(strings.Split(mode, ","), func(o string) bool {
+		return propagationModes[mount.Propagation(o)]
+	}) {
+		return "", false, errdefs.New(errdefs.InvalidParameter, "invalid mode: %s", mode)
+	}
+	return ref, !hasMode(mode, "ro"), nil
 }
 
 func duplicateMountPoint(dst string) error {

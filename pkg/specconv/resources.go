@@ -26,7 +26,8 @@ func invalid(format string, args ...any) error {
 
 // AdaptHostConfig fills in what Docker's create stores in a new
 // container's HostConfig (and inspect shows): swap as large as the memory
-// limit on top of it, the 64 MB /dev/shm, the private IPC namespace. It
+// limit on top of it, the 64 MB /dev/shm, the private IPC namespace, the
+// json-file log driver. It
 // returns Docker's warnings for limits this host cannot apply.
 func AdaptHostConfig(hc *container.HostConfig) []string {
 	var warnings []string
@@ -40,8 +41,18 @@ func AdaptHostConfig(hc *container.HostConfig) []string {
 	if hc.ShmSize == 0 {
 		hc.ShmSize = DefaultShmSize
 	}
+	if hc.PidsLimit != nil && *hc.PidsLimit <= 0 {
+		hc.PidsLimit = nil // no limit, or "unlimited": none recorded (dockerd's create)
+	}
 	if hc.IpcMode == "" {
 		hc.IpcMode = container.IPCModePrivate
+	}
+	// dockerd records the daemon's log driver, which inspect shows
+	if hc.LogConfig.Type == "" {
+		hc.LogConfig.Type = "json-file"
+	}
+	if hc.LogConfig.Config == nil {
+		hc.LogConfig.Config = map[string]string{}
 	}
 	if hc.OomKillDisable == nil {
 		f := false
@@ -261,7 +272,8 @@ func MergeUpdate(hc *container.HostConfig, upd *container.UpdateConfig) error {
 	set(&cur.MemorySwap, r.MemorySwap)
 	set(&cur.MemoryReservation, r.MemoryReservation)
 	if r.PidsLimit != nil {
-		v := *r.PidsLimit
+		// dockerd records 0 for "unlimited", however it was asked for
+		v := max(*r.PidsLimit, 0)
 		cur.PidsLimit = &v
 	}
 	if upd.RestartPolicy.Name != "" {

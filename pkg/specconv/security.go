@@ -10,7 +10,6 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/sys/unix"
 
 	"berth/pkg/errdefs"
 )
@@ -131,25 +130,9 @@ func HostDevices() []specs.LinuxDevice {
 		if p == "/dev/console" || p == "/dev/ptmx" {
 			return nil // the runtime makes the container's own
 		}
-		var st unix.Stat_t
-		if unix.Lstat(p, &st) != nil {
-			return nil
+		if dev, err := deviceFromPath(p); err == nil {
+			out = append(out, dev)
 		}
-		var typ string
-		switch st.Mode & unix.S_IFMT {
-		case unix.S_IFCHR:
-			typ = "c"
-		case unix.S_IFBLK:
-			typ = "b"
-		default:
-			return nil
-		}
-		mode := os.FileMode(st.Mode & 0o777)
-		uid, gid := st.Uid, st.Gid
-		out = append(out, specs.LinuxDevice{
-			Path: p, Type: typ, Major: int64(unix.Major(st.Rdev)), Minor: int64(unix.Minor(st.Rdev)),
-			FileMode: &mode, UID: &uid, GID: &gid,
-		})
 		return nil
 	})
 	return out
@@ -192,5 +175,5 @@ func applySecurity(s *specs.Spec, hc *container.HostConfig) error {
 		s.Linux.Devices = HostDevices()
 		s.Linux.Resources.Devices = []specs.LinuxDeviceCgroup{{Allow: true, Access: "rwm"}}
 	}
-	return nil
+	return addDevices(s, hc)
 }

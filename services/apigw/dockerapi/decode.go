@@ -11,9 +11,9 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/network"
-	"golang.org/x/sys/unix"
 
 	"berth/pkg/errdefs"
+	"berth/pkg/signame"
 )
 
 // CreateBody is the body of POST /containers/create: Docker's
@@ -104,19 +104,20 @@ func ParseSignal(s string) (string, error) {
 		return "", nil
 	}
 	if n, err := strconv.Atoi(s); err == nil {
-		if n <= 0 || n > 64 {
+		switch {
+		case n == 0:
 			return "", errdefs.New(errdefs.InvalidParameter, "invalid signal: %s", s)
+		case n < 1 || n > 64 || n == 32 || n == 33:
+			// dockerd parses any number, then takes only Linux's signals
+			// (32 and 33 belong to the C library's threads)
+			return "", errdefs.New(errdefs.InvalidParameter, "the linux daemon does not support signal %d", n)
 		}
 		return s, nil
 	}
-	name := strings.ToUpper(s)
-	if !strings.HasPrefix(name, "SIG") {
-		name = "SIG" + name
-	}
-	if unix.SignalNum(name) == 0 {
+	if signame.Number(s) == 0 {
 		return "", errdefs.New(errdefs.InvalidParameter, "invalid signal: %s", s)
 	}
-	return name, nil
+	return "SIG" + strings.TrimPrefix(strings.ToUpper(s), "SIG"), nil
 }
 
 // BoolValue reads a query parameter like Docker's httputils.BoolValue: "",

@@ -188,8 +188,8 @@ func (s *Server) containerStart(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// stopParams reads ?t= (or ?timeout=) and ?signal= and how long to wait for
-// the supervisor: the stop timeout plus a margin.
+// stopParams reads ?t= (or ?timeout=) and how long to wait for the
+// supervisor: the stop timeout plus a margin. The callers read ?signal=.
 func (s *Server) stopParams(r *http.Request) (bus.StopRequest, time.Duration, error) {
 	q := r.URL.Query()
 	req := bus.StopRequest{Meta: newKey(), ID: chi.URLParam(r, "id")}
@@ -202,9 +202,6 @@ func (s *Server) stopParams(r *http.Request) (bus.StopRequest, time.Duration, er
 		return req, 0, err
 	}
 	req.Timeout = t
-	if req.Signal, err = dockerapi.ParseSignal(q.Get("signal")); err != nil {
-		return req, 0, err
-	}
 	d := s.cfg.CallTimeout
 	switch {
 	case t != nil && *t < 0:
@@ -217,6 +214,9 @@ func (s *Server) stopParams(r *http.Request) (bus.StopRequest, time.Duration, er
 
 func (s *Server) containerStop(w http.ResponseWriter, r *http.Request) {
 	req, d, err := s.stopParams(r)
+	if err == nil {
+		req.Signal, err = dockerapi.ParseSignal(r.URL.Query().Get("signal"))
+	}
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -230,16 +230,23 @@ func (s *Server) containerRestart(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	if req.Signal, err = dockerapi.ParseSignal(r.URL.Query().Get("signal")); err != nil {
+		// dockerd parses it in the restart, which names the container
+		s.fail(w, r, errdefs.New(errdefs.KindOf(err), "Cannot restart container %s: %s", req.ID, err))
+		return
+	}
 	s.simple(w, r, bus.VerbRestart, req, d+s.cfg.CallTimeout)
 }
 
 func (s *Server) containerKill(w http.ResponseWriter, r *http.Request) {
+	id := chi.URLParam(r, "id")
 	sig, err := dockerapi.ParseSignal(r.URL.Query().Get("signal"))
 	if err != nil {
-		s.fail(w, r, err)
+		// the supervisor names the container in its errors; this one too
+		s.fail(w, r, errdefs.New(errdefs.KindOf(err), "cannot kill container: %s: %s", id, err))
 		return
 	}
-	s.simple(w, r, bus.VerbKill, bus.KillRequest{Meta: newKey(), ID: chi.URLParam(r, "id"), Signal: sig}, s.cfg.CallTimeout)
+	s.simple(w, r, bus.VerbKill, bus.KillRequest{Meta: newKey(), ID: id, Signal: sig}, s.cfg.CallTimeout)
 }
 
 func (s *Server) containerRename(w http.ResponseWriter, r *http.Request) {

@@ -2,7 +2,10 @@ package server
 
 import (
 	"encoding/json"
+	"maps"
 	"net/http"
+	"net/url"
+	"slices"
 	"time"
 
 	timetypes "github.com/docker/docker/api/types/time"
@@ -45,6 +48,7 @@ func (s *Server) containerLogs(w http.ResponseWriter, r *http.Request) {
 	}
 	follow := dockerapi.BoolValue(q.Get("follow"))
 	timestamps := dockerapi.BoolValue(q.Get("timestamps"))
+	details := dockerapi.BoolValue(q.Get("details"))
 	tail, err := dockerapi.ParseTail(q.Get("tail"))
 	if err != nil {
 		s.fail(w, r, err)
@@ -120,7 +124,7 @@ func (s *Server) containerLogs(w http.ResponseWriter, r *http.Request) {
 				continue
 			}
 			for _, e := range chunk.Entries {
-				if !writeLogEntry(w, e, tty, timestamps, stdout, stderr) {
+				if !writeLogEntry(w, e, tty, timestamps, details, stdout, stderr) {
 					_ = nc.Publish(inbox+".cancel", nil)
 					return
 				}
@@ -136,7 +140,7 @@ func (s *Server) containerLogs(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func writeLogEntry(w http.ResponseWriter, e bus.LogEntry, tty, timestamps, stdout, stderr bool) bool {
+func writeLogEntry(w http.ResponseWriter, e bus.LogEntry, tty, timestamps, details, stdout, stderr bool) bool {
 	stream := byte(streamStdout)
 	if e.Stream == "stderr" {
 		stream = streamStderr
@@ -145,6 +149,19 @@ func writeLogEntry(w http.ResponseWriter, e bus.LogEntry, tty, timestamps, stdou
 		return true
 	}
 	data := []byte(e.Log)
+	if details {
+		// dockerd's: the record's attrs, key-sorted and query-escaped, then
+		// a space (a space alone when it has none)
+		keys := slices.Sorted(maps.Keys(e.Attrs))
+		var prefix []byte
+		for i, k := range keys {
+			if i > 0 {
+				prefix = append(prefix, ',')
+			}
+			prefix = append(prefix, url.QueryEscape(k)+"="+url.QueryEscape(e.Attrs[k])...)
+		}
+		data = append(append(prefix, ' '), data...)
+	}
 	if timestamps {
 		data = append([]byte(e.Time.UTC().Format(dockerapi.TimestampFormat)+" "), data...)
 	}

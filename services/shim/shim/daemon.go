@@ -157,6 +157,7 @@ func (d *daemon) setup() (initPid int, err error) {
 	if d.logw, err = jsonlog.NewWriter(cfg.LogPath, cfg.LogMaxSize, cfg.LogMaxFiles); err != nil {
 		return 0, fmt.Errorf("open container log: %w", err)
 	}
+	d.logw.SetAttrs(cfg.LogAttrs)
 	if d.io, err = openStdio(cfg); err != nil {
 		return 0, err
 	}

@@ -369,7 +369,7 @@ func TestContainersAndImages(t *testing.T) {
 	err = e.call(bus.AreaContainers, bus.VerbStop, bus.StopRequest{ID: "web"}, nil)
 	wantErr(t, err, errdefs.NotModified, "")
 	err = e.call(bus.AreaContainers, bus.VerbKill, bus.KillRequest{ID: "web"}, nil)
-	wantErr(t, err, errdefs.Conflict, "Cannot kill container: web: container "+id+" is not running")
+	wantErr(t, err, errdefs.Conflict, "cannot kill container: web: container "+id+" is not running")
 	err = e.call(bus.AreaContainers, bus.VerbStart, bus.IDRequest{}, nil)
 	wantErr(t, err, errdefs.InvalidParameter, "missing container ID")
 

@@ -8,9 +8,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
+	"text/template"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
@@ -24,6 +26,7 @@ import (
 	"berth/pkg/idmap"
 	"berth/pkg/netns"
 	"berth/pkg/overlay"
+	"berth/pkg/signame"
 	"berth/pkg/specconv"
 	bnet "berth/services/supervisor/network"
 )
@@ -46,18 +49,14 @@ func ParseSignal(s string) (int, error) {
 	}
 	if n, err := strconv.Atoi(s); err == nil {
 		if n <= 0 || n > 64 {
-			return 0, errdefs.New(errdefs.InvalidParameter, "Invalid signal: %s", s)
+			return 0, errdefs.New(errdefs.InvalidParameter, "invalid signal: %s", s)
 		}
 		return n, nil
 	}
-	name := strings.ToUpper(s)
-	if !strings.HasPrefix(name, "SIG") {
-		name = "SIG" + name
+	if n := signame.Number(s); n != 0 {
+		return n, nil
 	}
-	if n := unix.SignalNum(name); n != 0 {
-		return int(n), nil
-	}
-	return 0, errdefs.New(errdefs.InvalidParameter, "Invalid signal: %s", s)
+	return 0, errdefs.New(errdefs.InvalidParameter, "invalid signal: %s", s)
 }
 
 func logLimits(hc *container.HostConfig) (int64, int, error) {
@@ -78,6 +77,79 @@ func logLimits(hc *container.HostConfig) (int64, int, error) {
 		files = n
 	}
 	return size, files, nil
+}
+
+// logAttrs are the extra attributes the json-file driver gives each record
+// of rec's log: the labels and env variables its log options name (or
+// match), and the tag when one is asked for (a template of the
+// container's and image's IDs and names), as Docker's ExtraAttributes.
+func logAttrs(rec *dockermsg.Container) (map[string]string, error) {
+	opts := rec.HostConfig.LogConfig.Config
+	attrs := map[string]string{}
+	var labels map[string]string
+	var envList []string
+	if rec.Config != nil {
+		labels, envList = rec.Config.Labels, rec.Config.Env
+	}
+	env := map[string]string{}
+	for _, e := range envList {
+		if k, v, ok := strings.Cut(e, "="); ok {
+			env[k] = v
+		}
+	}
+	pick := func(names string, from map[string]string) {
+		if names == "" {
+			return
+		}
+		for _, k := range strings.Split(names, ",") {
+			if v, ok := from[k]; ok {
+				attrs[k] = v
+			}
+		}
+	}
+	match := func(expr string, from map[string]string) error {
+		if expr == "" {
+			return nil
+		}
+		re, err := regexp.Compile(expr)
+		if err != nil {
+			return err
+		}
+		for k, v := range from {
+			if re.MatchString(k) {
+				attrs[k] = v
+			}
+		}
+		return nil
+	}
+	pick(opts["labels"], labels)
+	if err := match(opts["labels-regex"], labels); err != nil {
+		return nil, err
+	}
+	pick(opts["env"], env)
+	if err := match(opts["env-regex"], env); err != nil {
+		return nil, err
+	}
+	if t := opts["tag"]; t != "" {
+		tmpl, err := template.New("log-tag").Parse(t)
+		if err != nil {
+			return nil, err
+		}
+		image := ""
+		if rec.Config != nil {
+			image = rec.Config.Image
+		}
+		imageID := strings.TrimPrefix(rec.Image, "sha256:")
+		var b strings.Builder
+		if err := tmpl.Execute(&b, map[string]string{
+			"ID": shortID(rec.ID), "FullID": rec.ID, "Name": strings.TrimPrefix(rec.Name, "/"),
+			"ImageID": imageID[:min(12, len(imageID))], "ImageFullID": rec.Image, "ImageName": image, "DaemonName": "docker",
+		}); err != nil {
+			return nil, err
+		}
+		attrs["tag"] = b.String()
+	}
+	return attrs, nil
 }
 
 // mountRootfs mounts the overlayfs root of id: the image's layers as
@@ -323,6 +395,10 @@ func (m *Manager) launch(ctx context.Context, rec *dockermsg.Container) (int, er
 		}
 	}
 	size, files, _ := logLimits(rec.HostConfig)
+	attrs, err := logAttrs(rec)
+	if err != nil {
+		return 0, fmt.Errorf("failed to initialize logging driver: %w", err)
+	}
 	shimUser, shimPass := m.shimCredentials(id)
 	sc := bus.ShimConfig{
 		ID:           id,
@@ -336,6 +412,7 @@ func (m *Manager) launch(ctx context.Context, rec *dockermsg.Container) (int, er
 		LogPath:      m.logPath(id),
 		LogMaxSize:   size,
 		LogMaxFiles:  files,
+		LogAttrs:     attrs,
 		Tty:          rec.Config.Tty,
 		OpenStdin:    rec.Config.OpenStdin,
 		StdinOnce:    rec.Config.StdinOnce,
@@ -729,8 +806,16 @@ func (m *Manager) stopLocked(ctx context.Context, c *ctr, timeout *int, sigName 
 	return nil
 }
 
-// Kill is `docker kill`. With SIGKILL it waits for the exit.
+// Kill is `docker kill`. With SIGKILL it waits for the exit. Every error
+// names the container as the client did, as dockerd's router wraps them.
 func (m *Manager) Kill(ctx context.Context, req *bus.KillRequest) error {
+	if err := m.kill(ctx, req); err != nil {
+		return errdefs.New(errdefs.KindOf(err), "cannot kill container: %s: %s", req.ID, err)
+	}
+	return nil
+}
+
+func (m *Manager) kill(ctx context.Context, req *bus.KillRequest) error {
 	c, err := m.resolve(req.ID)
 	if err != nil {
 		return err
@@ -743,17 +828,15 @@ func (m *Manager) Kill(ctx context.Context, req *bus.KillRequest) error {
 	}
 	ch, running := m.exitChan(c)
 	if !running {
-		return errdefs.New(errdefs.Conflict, "Cannot kill container: %s: container %s is not running", req.ID, c.rec.ID)
+		return errdefs.New(errdefs.Conflict, "container %s is not running", c.rec.ID)
 	}
 	m.cancelRestart(c, true)
 	m.event(c, "kill", "signal", strconv.Itoa(sig))
 	if err := m.signal(ctx, c, sig); err != nil {
-		return fmt.Errorf("Cannot kill container: %s: %w", req.ID, err)
+		return err
 	}
 	if sig == int(syscall.SIGKILL) {
-		if err := m.waitExit(ctx, c, ch, 10*time.Second); err != nil {
-			return fmt.Errorf("Cannot kill container: %s: %w", req.ID, err)
-		}
+		return m.waitExit(ctx, c, ch, 10*time.Second)
 	}
 	return nil
 }
@@ -767,12 +850,16 @@ func (m *Manager) Restart(ctx context.Context, req *bus.StopRequest) error {
 	c.op.Lock()
 	defer c.op.Unlock()
 	m.cancelRestart(c, true)
+	// dockerd names the container in what fails once it is found
+	cannot := func(err error) error {
+		return errdefs.New(errdefs.KindOf(err), "Cannot restart container %s: %s", req.ID, err)
+	}
 	if err := m.stopLocked(ctx, c, req.Timeout, req.Signal, false); err != nil {
-		return err
+		return cannot(err)
 	}
 	m.manualStart(c)
 	if err := m.startLocked(ctx, c); err != nil {
-		return err
+		return cannot(err)
 	}
 	m.event(c, "restart")
 	return nil

@@ -446,6 +446,12 @@ func (m *Manager) Create(req *dockermsg.CreateRequest) (*dockermsg.CreateRespons
 			return nil, err
 		}
 	}
+	// as dockerd: the client's stop signal is checked, not the image's
+	if cfg.StopSignal != "" {
+		if _, err := ParseSignal(cfg.StopSignal); err != nil {
+			return nil, err
+		}
+	}
 	specconv.Merge(&cfg, img.Config)
 	specconv.MergeHealthcheck(&cfg, img.Healthcheck)
 	if err := specconv.ValidateHealthcheck(cfg.Healthcheck); err != nil {
@@ -458,6 +464,15 @@ func (m *Manager) Create(req *dockermsg.CreateRequest) (*dockermsg.CreateRespons
 	if err := validateHostConfig(hc); err != nil {
 		return nil, err
 	}
+	// one runtime, under the name `docker info` gives it, or runc's (which
+	// it stands in for); dockerd records the default when none is named
+	switch rt := filepath.Base(m.cfg.RuntimeBin); hc.Runtime {
+	case "":
+		hc.Runtime = rt
+	case rt, "runc", "io.containerd.runc.v2":
+	default:
+		return nil, errdefs.New(errdefs.InvalidParameter, "unknown or invalid runtime name: %s", hc.Runtime)
+	}
 	if err := m.validateUserns(hc); err != nil {
 		return nil, err
 	}
@@ -465,11 +480,15 @@ func (m *Manager) Create(req *dockermsg.CreateRequest) (*dockermsg.CreateRespons
 	if err := m.resolveSharedNamespaces(hc); err != nil {
 		return nil, err
 	}
-	mounts, err := specconv.ParseMounts(&cfg, hc, pathExists)
+	from, err := m.volumesFrom(hc.VolumesFrom)
 	if err != nil {
 		return nil, err
 	}
-	netSettings, warnings, err := m.configureNetworks(&cfg, hc, req.NetworkingConfig)
+	mounts, err := specconv.ParseMounts(&cfg, hc, pathExists, from...)
+	if err != nil {
+		return nil, err
+	}
+	netSettings, warnings, err := m.configureNetworks(&cfg, hc, req.NetworkingConfig, len(req.Config.ExposedPorts) > 0)
 	if err != nil {
 		return nil, err
 	}
@@ -617,7 +636,22 @@ func validateHostConfig(hc *container.HostConfig) error {
 	default:
 		return errdefs.New(errdefs.InvalidParameter, "logging driver %q is not supported (only json-file)", hc.LogConfig.Type)
 	}
+	for k, v := range hc.LogConfig.Config {
+		switch k {
+		case "max-file", "max-size", "compress", "labels", "labels-regex", "env", "env-regex", "tag", "max-buffer-size":
+		case "mode":
+			// dockerd's logger options, taken by every driver
+			if v != "" && v != string(container.LogModeBlocking) && v != string(container.LogModeNonBlock) {
+				return errdefs.New(errdefs.InvalidParameter, "logger: logging mode not supported: %s", v)
+			}
+		default:
+			return errdefs.New(errdefs.InvalidParameter, "unknown log opt '%s' for json-file log driver", k)
+		}
+	}
 	if _, _, err := logLimits(hc); err != nil {
+		return err
+	}
+	if err := validateRestartPolicy(hc.RestartPolicy); err != nil {
 		return err
 	}
 	switch hc.RestartPolicy.Name {

@@ -32,7 +32,8 @@ func netMode(hc *container.HostConfig) container.NetworkMode {
 // configureNetworks checks the create's network options, Docker's way,
 // and fills the record's NetworkSettings.Networks: the network of the
 // network mode first, then any other endpoint the create asked for.
-func (m *Manager) configureNetworks(cfg *container.Config, hc *container.HostConfig, nc *network.NetworkingConfig) (*container.NetworkSettings, []string, error) {
+// exposes says whether the client's config (not the image's) exposes ports.
+func (m *Manager) configureNetworks(cfg *container.Config, hc *container.HostConfig, nc *network.NetworkingConfig, exposes bool) (*container.NetworkSettings, []string, error) {
 	mode := netMode(hc)
 	if m.cfg.Network == nil && (hc.NetworkMode == "" || hc.NetworkMode.IsDefault()) {
 		mode = bnet.NameNone // no bridge networking (--bridge none): dockerd's default then
@@ -46,6 +47,8 @@ func (m *Manager) configureNetworks(cfg *container.Config, hc *container.HostCon
 			return nil, nil, errdefs.New(errdefs.InvalidParameter, "conflicting options: hostname and the network mode")
 		case len(hc.PortBindings) > 0 || hc.PublishAllPorts:
 			return nil, nil, errdefs.New(errdefs.InvalidParameter, "conflicting options: port publishing and the container type network mode")
+		case exposes:
+			return nil, nil, errdefs.New(errdefs.InvalidParameter, "conflicting options: port exposing and the container type network mode")
 		case len(hc.ExtraHosts) > 0:
 			return nil, nil, errdefs.New(errdefs.InvalidParameter, "conflicting options: custom host-to-IP mapping and the network mode")
 		case len(hc.DNS) > 0:

@@ -111,6 +111,8 @@ func (m *Manager) thawAfterSignal(c *ctr, sig int) {
 		return
 	}
 	m.setPaused(c, false)
+	// dockerd reports every resume it sees, this one included
+	m.event(c, "unpause")
 }
 
 // Update is `docker update`: new resource limits (and restart policy) in
@@ -162,7 +164,13 @@ func (m *Manager) Update(ctx context.Context, req *dockermsg.UpdateRequest) (*do
 
 func validateRestartPolicy(p container.RestartPolicy) error {
 	switch p.Name {
-	case "", container.RestartPolicyDisabled, container.RestartPolicyAlways, container.RestartPolicyUnlessStopped:
+	case "":
+		// dockerd takes an empty name with any count: clients before API
+		// 1.44 sent one
+	case container.RestartPolicyDisabled, container.RestartPolicyAlways, container.RestartPolicyUnlessStopped:
+		if p.MaximumRetryCount < 0 {
+			return errdefs.New(errdefs.InvalidParameter, "invalid restart policy: maximum retry count can only be used with 'on-failure' and cannot be negative")
+		}
 		if p.MaximumRetryCount != 0 {
 			return errdefs.New(errdefs.InvalidParameter, "invalid restart policy: maximum retry count can only be used with 'on-failure'")
 		}

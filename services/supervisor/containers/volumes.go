@@ -13,6 +13,7 @@ import (
 	"berth/pkg/bus/dockermsg"
 	"berth/pkg/errdefs"
 	"berth/pkg/securejoin"
+	"berth/pkg/specconv"
 	"berth/services/supervisor/containerfs"
 )
 
@@ -222,4 +223,34 @@ func (m *Manager) volumeEvents(rec *dockermsg.Container, action string) {
 		}
 		m.cfg.Event("volume", action, mp.Name, a)
 	}
+}
+
+// volumesFrom copies the mounts of the containers --volumes-from names, as
+// dockerd does: read-only when asked (or when they were), without the
+// image-content copy, and not anonymous to this container (removing it
+// leaves them to their owner).
+func (m *Manager) volumesFrom(refs []string) ([]dockermsg.MountPoint, error) {
+	var out []dockermsg.MountPoint
+	for _, spec := range refs {
+		ref, rw, err := specconv.VolumesFrom(spec)
+		if err != nil {
+			return nil, err
+		}
+		m.mu.Lock()
+		c, err := m.resolveLocked(ref)
+		var mps []dockermsg.MountPoint
+		if err == nil {
+			mps = append(mps, c.rec.Mounts...)
+		}
+		m.mu.Unlock()
+		if err != nil {
+			return nil, errdefs.Wrap(errdefs.InvalidParameter, err)
+		}
+		for _, mp := range mps {
+			mp.RW = mp.RW && rw
+			mp.Mode, mp.Anonymous, mp.CopyData = "", false, false
+			out = append(out, mp)
+		}
+	}
+	return out, nil
 }
