@@ -31,6 +31,26 @@ func TestSeccomp(t *testing.T) {
 	contains(t, r.stderr, "Bad system call")
 }
 
+// TestSeccompExec: an exec'd process gets the container's filter (compiled
+// by the runtime, loaded by the exec's init) too.
+func TestSeccompExec(t *testing.T) {
+	e := newEnv(t)
+	eacces := uint(13)
+	b := e.bundle([]string{"sleep", "100"}, func(s *specs.Spec) {
+		s.Linux.Seccomp = &specs.LinuxSeccomp{
+			DefaultAction: specs.ActAllow,
+			Syscalls:      []specs.LinuxSyscall{{Names: []string{"mkdir", "mkdirat"}, Action: specs.ActErrno, ErrnoRet: &eacces}},
+		}
+	})
+	e.create("sx", b)
+	e.ok("start", "sx")
+	defer e.rt("delete", "--force", "sx")
+	r := e.ok("exec", "sx", "sh", "-c", "grep Seccomp: /proc/self/status; mkdir /tmp/d 2>&1; echo mkdir=$?")
+	for _, want := range []string{"Seccomp:\t2", "Permission denied", "mkdir=1"} {
+		contains(t, r.stdout, want)
+	}
+}
+
 func TestSeccompDefaultErrnoAndNoNewPrivsOff(t *testing.T) {
 	e := newEnv(t)
 	// Allow-list profile: everything not listed fails with ENOSYS-like errno.

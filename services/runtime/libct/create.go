@@ -17,6 +17,7 @@ import (
 	"berth/services/runtime/cgroups"
 	"berth/services/runtime/hooks"
 	"berth/services/runtime/namespaces"
+	"berth/services/runtime/seccomp"
 )
 
 // CreateOpts are the create command's options.
@@ -374,9 +375,13 @@ func Create(o CreateOpts) (st *State, err error) {
 		sp.ch.f.Close()
 	}()
 	o.debugf("init started")
-	// The limits are written while the init starts up.
+	// The limits are written, and the seccomp filter compiled, while the
+	// init starts up.
 	if err := cg.Set(spec.Linux.Resources); err != nil {
 		return nil, fmt.Errorf("cgroup: %w", err)
+	}
+	if cfg.Seccomp, err = seccomp.Prepare(spec.Linux.Seccomp); err != nil {
+		return nil, err
 	}
 	o.debugf("cgroups made")
 	if err := sp.waitPid(); err != nil {

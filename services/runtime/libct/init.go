@@ -142,7 +142,7 @@ func initCreate(ch *channel, c *initConfig) error {
 	if err := prepareProcess(c.Process); err != nil {
 		return err
 	}
-	l, err := newLaunch(c.Process, spec.Linux.Seccomp)
+	l, err := newLaunch(c.Process, c.Seccomp)
 	if err != nil {
 		return err
 	}
@@ -198,11 +198,7 @@ func initExec(ch *channel, c *initConfig) error {
 	if err := prepareProcess(p); err != nil {
 		return err
 	}
-	var sc *specs.LinuxSeccomp
-	if c.Spec != nil && c.Spec.Linux != nil {
-		sc = c.Spec.Linux.Seccomp
-	}
-	l, err := newLaunch(p, sc)
+	l, err := newLaunch(p, c.Seccomp)
 	if err != nil {
 		return err
 	}
@@ -260,14 +256,14 @@ func prepareProcess(p *specs.Process) error {
 // launch is the last stage of the init: privileges dropped, then exec.
 type launch struct {
 	p       *specs.Process
-	sc      *specs.LinuxSeccomp
+	sc      *seccomp.Filter
 	path    string
 	env     []string
 	caps    process.Caps
 	dropped bool
 }
 
-func newLaunch(p *specs.Process, sc *specs.LinuxSeccomp) (*launch, error) {
+func newLaunch(p *specs.Process, sc *seccomp.Filter) (*launch, error) {
 	path, err := process.LookPath(p.Args[0], p.Env)
 	if err != nil {
 		return nil, err
@@ -301,7 +297,7 @@ func (l *launch) drop() error {
 		return err
 	}
 	if l.seccompNeedsAdmin() {
-		if err := seccomp.Load(l.sc); err != nil {
+		if err := l.sc.Load(); err != nil {
 			return err
 		}
 	}
@@ -330,7 +326,7 @@ func (l *launch) drop() error {
 // execs the user's program. It only returns on failure.
 func (l *launch) exec(preserve int) error {
 	if l.sc != nil && l.p.NoNewPrivileges {
-		if err := seccomp.Load(l.sc); err != nil {
+		if err := l.sc.Load(); err != nil {
 			return err
 		}
 	}

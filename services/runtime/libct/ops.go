@@ -13,6 +13,7 @@ import (
 	"berth/services/runtime/cgroups"
 	"berth/services/runtime/hooks"
 	"berth/services/runtime/namespaces"
+	"berth/services/runtime/seccomp"
 )
 
 // Warnf receives non-fatal problems (poststart/poststop hook failures).
@@ -248,13 +249,9 @@ func Exec(o ExecOpts) (int, error) {
 	if !o.Detach {
 		_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 	}
-	// The exec's init needs nothing of the spec but the seccomp profile:
-	// the rest would only cost it the decoding.
-	spec := &specs.Spec{}
-	if st.Config.Linux != nil && st.Config.Linux.Seccomp != nil {
-		spec.Linux = &specs.Linux{Seccomp: st.Config.Linux.Seccomp}
-	}
-	cfg := &initConfig{Mode: "exec", ID: o.ID, Spec: spec, Process: p, PreserveFds: o.PreserveFds, ConsoleFd: -1}
+	// The exec's init needs nothing of the spec but its seccomp filter,
+	// compiled here: the rest would only cost it the decoding.
+	cfg := &initConfig{Mode: "exec", ID: o.ID, Process: p, PreserveFds: o.PreserveFds, ConsoleFd: -1}
 	so := spawnOpts{
 		joins:    namespaces.ForExec(st.Pid),
 		stdio:    stdio(),
@@ -283,20 +280,32 @@ func Exec(o ExecOpts) (int, error) {
 		return 1, err
 	}
 	defer sp.ch.f.Close()
-	if err := sp.waitPid(); err != nil {
-		return 1, err
-	}
 	fail := func(err error) (int, error) {
 		sp.kill()
+		return 1, err
+	}
+	// While the init starts: the filter, and (unless we must move it into
+	// the cgroups first) its config, so that it has it when it asks.
+	if st.Config.Linux != nil {
+		if cfg.Seccomp, err = seccomp.Prepare(st.Config.Linux.Seccomp); err != nil {
+			return fail(err)
+		}
+	}
+	if !parentAttach {
+		if err := sp.ch.send(message{Type: msgConfig, Config: cfg}); err != nil {
+			return fail(err)
+		}
+	}
+	if err := sp.waitPid(); err != nil {
 		return 1, err
 	}
 	if parentAttach {
 		if err := cgroups.Load(st.Cgroups).Apply(sp.pid); err != nil {
 			return fail(fmt.Errorf("join cgroup: %w", err))
 		}
-	}
-	if err := sp.ch.send(message{Type: msgConfig, Config: cfg}); err != nil {
-		return fail(err)
+		if err := sp.ch.send(message{Type: msgConfig, Config: cfg}); err != nil {
+			return fail(err)
+		}
 	}
 	m, err := sp.ch.recv()
 	if err == nil {

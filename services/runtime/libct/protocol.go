@@ -8,6 +8,8 @@ import (
 	"os"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"berth/services/runtime/seccomp"
 )
 
 // Messages between the runtime and the container-side init travel as JSON
@@ -36,6 +38,7 @@ type initConfig struct {
 	Mode         string            `json:"mode"` // "create" or "exec"
 	ID           string            `json:"id"`
 	Spec         *specs.Spec       `json:"spec"`
+	Seccomp      *seccomp.Filter   `json:"seccomp,omitempty"` // compiled by the runtime meanwhile
 	Process      *specs.Process    `json:"process"`
 	Rootfs       string            `json:"rootfs"`
 	NoPivot      bool              `json:"no_pivot"`

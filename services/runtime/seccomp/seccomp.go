@@ -6,8 +6,10 @@
 package seccomp
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"unsafe"
 
@@ -365,24 +367,48 @@ func Validate(s *specs.LinuxSeccomp) error {
 	return err
 }
 
-// Load installs the filter on the calling thread (the caller has locked
-// it and execs from it). no_new_privs must already be set unless the
-// thread holds CAP_SYS_ADMIN.
-func Load(s *specs.LinuxSeccomp) error {
+// Filter is a compiled profile ready to load: the runtime compiles it
+// while the container's init process starts, which then only loads it.
+type Filter struct {
+	Prog  []byte  `json:"prog"` // sock_filter instructions, 8 bytes each, native byte order
+	Flags uintptr `json:"flags"`
+}
+
+// Prepare compiles s (nil for none).
+func Prepare(s *specs.LinuxSeccomp) (*Filter, error) {
+	if s == nil {
+		return nil, nil
+	}
 	raw, err := Compile(s)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	flags, err := Flags(s.Flags)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	filters := make([]unix.SockFilter, len(raw))
+	prog := make([]byte, 8*len(raw))
 	for i, r := range raw {
-		filters[i] = unix.SockFilter{Code: r.Op, Jt: r.Jt, Jf: r.Jf, K: r.K}
+		b := prog[8*i:]
+		binary.NativeEndian.PutUint16(b, r.Op)
+		b[2], b[3] = r.Jt, r.Jf
+		binary.NativeEndian.PutUint32(b[4:], r.K)
 	}
-	prog := unix.SockFprog{Len: uint16(len(filters)), Filter: &filters[0]}
-	_, _, e := unix.RawSyscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, flags, uintptr(unsafe.Pointer(&prog)))
+	return &Filter{Prog: prog, Flags: flags}, nil
+}
+
+// Load installs the filter on the calling thread (the caller has locked
+// it and execs from it). no_new_privs must already be set unless the
+// thread holds CAP_SYS_ADMIN.
+func (f *Filter) Load() error {
+	n := len(f.Prog) / 8
+	if n == 0 || len(f.Prog)%8 != 0 || n > 0xffff {
+		return fmt.Errorf("seccomp: a filter of %d bytes", len(f.Prog))
+	}
+	// sock_filter is {u16 code; u8 jt; u8 jf; u32 k}: Prog's layout
+	prog := unix.SockFprog{Len: uint16(n), Filter: (*unix.SockFilter)(unsafe.Pointer(&f.Prog[0]))}
+	_, _, e := unix.RawSyscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, f.Flags, uintptr(unsafe.Pointer(&prog)))
+	runtime.KeepAlive(f.Prog)
 	if e != 0 {
 		return fmt.Errorf("seccomp: load filter: %w", e)
 	}
