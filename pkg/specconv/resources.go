@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	goruntime "runtime"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -58,11 +59,30 @@ func AdaptHostConfig(hc *container.HostConfig) []string {
 		f := false
 		hc.OomKillDisable = &f
 	}
+	// what applies, as dockerd records it: the default masked and
+	// read-only paths, and on cgroup v1 the host's cgroup namespace
+	if !hc.Privileged {
+		if hc.MaskedPaths == nil {
+			hc.MaskedPaths = slices.Clone(MaskedPaths)
+		}
+		if hc.ReadonlyPaths == nil {
+			hc.ReadonlyPaths = slices.Clone(ReadonlyPaths)
+		}
+	}
+	if hc.CgroupnsMode == "" && !cgroupV2() {
+		hc.CgroupnsMode = container.CgroupnsModeHost
+	}
 	return warnings
 }
 
 // swapAccounting reports whether memory+swap can be limited (cgroup v1
 // with swap accounting, or a v2 memory controller).
+// cgroupV2 tells whether the host's cgroups are the unified hierarchy.
+func cgroupV2() bool {
+	_, err := os.Stat("/sys/fs/cgroup/cgroup.controllers")
+	return err == nil
+}
+
 func swapAccounting() bool {
 	for _, f := range []string{"/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes", "/sys/fs/cgroup/memory.swap.max"} {
 		if _, err := os.Stat(f); err == nil {

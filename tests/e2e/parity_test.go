@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -339,5 +340,31 @@ func TestRealtimeSignalNames(t *testing.T) {
 	}
 	if code := s.MustDocker("inspect", "-f", "{{.State.ExitCode}}", name); code != "3" {
 		t.Fatalf("exit %s, want 3", code)
+	}
+}
+
+// TestInspectSecurityDefaults: inspect shows what applies, as dockerd
+// records it at create: Docker's masked and read-only paths (none for a
+// privileged container), and the host's cgroup namespace on cgroup v1.
+func TestInspectSecurityDefaults(t *testing.T) {
+	s := shared(t)
+	plain, priv := uniq("sec-default"), uniq("sec-priv")
+	s.MustDocker("create", "--name", plain, "busybox", "true")
+	defer s.Docker("rm", plain)
+	s.MustDocker("create", "--name", priv, "--privileged", "busybox", "true")
+	defer s.Docker("rm", priv)
+	const format = "{{json .HostConfig.MaskedPaths}} {{json .HostConfig.ReadonlyPaths}}"
+	want := `["/proc/asound","/proc/acpi","/proc/interrupts","/proc/kcore","/proc/keys","/proc/latency_stats","/proc/timer_list","/proc/timer_stats","/proc/sched_debug","/proc/scsi","/sys/firmware","/sys/devices/virtual/powercap"] ["/proc/bus","/proc/fs","/proc/irq","/proc/sys","/proc/sysrq-trigger"]`
+	if got := s.MustDocker("inspect", "-f", format, plain); got != want {
+		t.Errorf("paths:\n%s\nwant:\n%s", got, want)
+	}
+	if got := s.MustDocker("inspect", "-f", format, priv); got != "null null" {
+		t.Errorf("privileged paths: %s", got)
+	}
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+		return // cgroup v2: not this machine's kind
+	}
+	if got := s.MustDocker("inspect", "-f", "{{.HostConfig.CgroupnsMode}}", plain); got != "host" {
+		t.Errorf("CgroupnsMode %q, want host (cgroup v1)", got)
 	}
 }
