@@ -173,12 +173,7 @@ func attachEndpoint(n *Network, ep *Endpoint, nsPath string, defaultRoute bool) 
 // setDefaultRoute makes the default route of the namespace at nsPath go
 // through ep's gateway, in place of any other.
 func setDefaultRoute(nsPath string, ep *Endpoint) error {
-	ns, err := netns.GetFromPath(nsPath)
-	if err != nil {
-		return err
-	}
-	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
+	h, err := handleAt(nsPath)
 	if err != nil {
 		return err
 	}
@@ -195,12 +190,7 @@ func setDefaultRoute(nsPath string, ep *Endpoint) error {
 
 // loopbackUp brings up lo in the namespace at nsPath.
 func loopbackUp(nsPath string) error {
-	ns, err := netns.GetFromPath(nsPath)
-	if err != nil {
-		return err
-	}
-	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
+	h, err := handleAt(nsPath)
 	if err != nil {
 		return err
 	}
@@ -210,4 +200,15 @@ func loopbackUp(nsPath string) error {
 		return err
 	}
 	return h.LinkSetUp(lo)
+}
+
+// handleAt is a netlink handle in the namespace at nsPath (its sockets
+// keep the namespace: the path's fd is not needed after).
+func handleAt(nsPath string) (*netlink.Handle, error) {
+	ns, err := netns.GetFromPath(nsPath)
+	if err != nil {
+		return nil, err
+	}
+	defer ns.Close()
+	return netlink.NewHandleAt(ns)
 }
