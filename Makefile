@@ -51,7 +51,7 @@ lint:
 
 bench: build
 	@scripts/install-deps.sh --bench
-	$(GO) test -run XXX -bench . -benchtime 1x -timeout 30m ./tests/bench/
+	BERTH_BIN=$(CURDIR)/$(BIN) $(GO) test -run XXX -bench . -benchtime 1x -timeout 30m ./tests/bench/
 
 bench-runtime: deps
 	$(GO) test -run XXX -bench . -timeout 30m ./services/runtime/bench/
