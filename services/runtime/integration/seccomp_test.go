@@ -1,6 +1,8 @@
 package integration
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -31,8 +33,9 @@ func TestSeccomp(t *testing.T) {
 	contains(t, r.stderr, "Bad system call")
 }
 
-// TestSeccompExec: an exec'd process gets the container's filter (compiled
-// by the runtime, loaded by the exec's init) too.
+// TestSeccompExec: an exec'd process gets the container's filter too: the
+// one create compiled and kept, or (a container of an older runtime, which
+// kept none) compiled again from its spec.
 func TestSeccompExec(t *testing.T) {
 	e := newEnv(t)
 	eacces := uint(13)
@@ -45,9 +48,18 @@ func TestSeccompExec(t *testing.T) {
 	e.create("sx", b)
 	e.ok("start", "sx")
 	defer e.rt("delete", "--force", "sx")
-	r := e.ok("exec", "sx", "sh", "-c", "grep Seccomp: /proc/self/status; mkdir /tmp/d 2>&1; echo mkdir=$?")
-	for _, want := range []string{"Seccomp:\t2", "Permission denied", "mkdir=1"} {
-		contains(t, r.stdout, want)
+	kept := filepath.Join(e.root, "sx", "seccomp.bpf")
+	if _, err := os.Stat(kept); err != nil {
+		t.Fatalf("create kept no filter: %v", err)
+	}
+	for _, old := range []bool{false, true} {
+		if old {
+			os.Remove(kept)
+		}
+		r := e.ok("exec", "sx", "sh", "-c", "grep Seccomp: /proc/self/status; mkdir /tmp/d 2>&1; echo mkdir=$?")
+		for _, want := range []string{"Seccomp:\t2", "Permission denied", "mkdir=1"} {
+			contains(t, r.stdout, want)
+		}
 	}
 }
 

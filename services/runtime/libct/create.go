@@ -436,6 +436,12 @@ func Create(o CreateOpts) (st *State, err error) {
 		}
 	}
 	o.debugf("init ready")
+	if cfg.Seccomp != nil {
+		b, _ := cfg.Seccomp.MarshalBinary()
+		if err := os.WriteFile(filepath.Join(dir, filterFile), b, 0o600); err != nil {
+			return nil, err
+		}
+	}
 	if err := st.save(); err != nil {
 		return nil, err
 	}

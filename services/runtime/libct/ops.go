@@ -13,7 +13,6 @@ import (
 	"berth/services/runtime/cgroups"
 	"berth/services/runtime/hooks"
 	"berth/services/runtime/namespaces"
-	"berth/services/runtime/seccomp"
 )
 
 // Warnf receives non-fatal problems (poststart/poststop hook failures).
@@ -286,10 +285,8 @@ func Exec(o ExecOpts) (int, error) {
 	}
 	// While the init starts: the filter, and (unless we must move it into
 	// the cgroups first) its config, so that it has it when it asks.
-	if st.Config.Linux != nil {
-		if cfg.Seccomp, err = seccomp.Prepare(st.Config.Linux.Seccomp); err != nil {
-			return fail(err)
-		}
+	if cfg.Seccomp, err = st.filter(); err != nil {
+		return fail(err)
 	}
 	if !parentAttach {
 		if err := sp.ch.send(message{Type: msgConfig, Config: cfg}); err != nil {

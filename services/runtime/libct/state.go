@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"berth/services/runtime/cgroups"
+	"berth/services/runtime/seccomp"
 )
 
 // Status values (the OCI ones).
@@ -36,7 +37,9 @@ const (
 
 const (
 	stateFile = "state.json"
-	fifoName  = "exec.fifo"
+	// the container's seccomp filter as create compiled it, for its execs
+	filterFile = "seccomp.bpf"
+	fifoName   = "exec.fifo"
 )
 
 // State is what is persisted about a container.
@@ -110,6 +113,19 @@ func Load(root, id string) (*State, error) {
 	}
 	s.dir = dir
 	return &s, nil
+}
+
+// filter is the container's seccomp filter: the one create compiled, or
+// (a container of an older runtime) compiled from the spec now.
+func (s *State) filter() (*seccomp.Filter, error) {
+	if b, err := os.ReadFile(filepath.Join(s.dir, filterFile)); err == nil {
+		var f seccomp.Filter
+		return &f, f.UnmarshalBinary(b)
+	}
+	if s.Config == nil || s.Config.Linux == nil {
+		return nil, nil
+	}
+	return seccomp.Prepare(s.Config.Linux.Seccomp)
 }
 
 func (s *State) save() error {

@@ -397,6 +397,21 @@ func Prepare(s *specs.LinuxSeccomp) (*Filter, error) {
 	return &Filter{Prog: prog, Flags: flags}, nil
 }
 
+// MarshalBinary is the filter as a file keeps it: its flags (8 bytes,
+// native order), then the program.
+func (f *Filter) MarshalBinary() ([]byte, error) {
+	return append(binary.NativeEndian.AppendUint64(nil, uint64(f.Flags)), f.Prog...), nil
+}
+
+// UnmarshalBinary reads what MarshalBinary wrote.
+func (f *Filter) UnmarshalBinary(b []byte) error {
+	if len(b) < 16 || len(b)%8 != 0 {
+		return fmt.Errorf("seccomp: a filter file of %d bytes", len(b))
+	}
+	f.Flags, f.Prog = uintptr(binary.NativeEndian.Uint64(b)), b[8:]
+	return nil
+}
+
 // Load installs the filter on the calling thread (the caller has locked
 // it and execs from it). no_new_privs must already be set unless the
 // thread holds CAP_SYS_ADMIN.
