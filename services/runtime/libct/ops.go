@@ -228,7 +228,7 @@ type ExecOpts struct {
 // Exec runs a new process in the container. Without Detach it waits and
 // returns the exit code.
 func Exec(o ExecOpts) (int, error) {
-	st, err := Load(o.Root, o.ID)
+	st, err := loadHead(o.Root, o.ID)
 	if err != nil {
 		return 1, err
 	}

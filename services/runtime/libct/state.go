@@ -95,7 +95,13 @@ func validIDChars(id string) bool {
 }
 
 // Load reads the state of container id under root.
-func Load(root, id string) (*State, error) {
+func Load(root, id string) (*State, error) { return load(root, id, true) }
+
+// loadHead is Load without the spec (Config stays nil): what exec needs,
+// without the cost of decoding the whole spec in a cold process.
+func loadHead(root, id string) (*State, error) { return load(root, id, false) }
+
+func load(root, id string, config bool) (*State, error) {
 	if err := ValidateID(id); err != nil {
 		return nil, err
 	}
@@ -108,7 +114,15 @@ func Load(root, id string) (*State, error) {
 		return nil, err
 	}
 	var s State
-	if err := json.Unmarshal(b, &s); err != nil {
+	var into any = &s
+	if !config {
+		// the outer field takes "config" from the embedded State's
+		into = &struct {
+			*State
+			Config json.RawMessage `json:"config"`
+		}{State: &s}
+	}
+	if err := json.Unmarshal(b, into); err != nil {
 		return nil, fmt.Errorf("container %q: corrupt state: %w", id, err)
 	}
 	s.dir = dir
@@ -122,10 +136,18 @@ func (s *State) filter() (*seccomp.Filter, error) {
 		var f seccomp.Filter
 		return &f, f.UnmarshalBinary(b)
 	}
-	if s.Config == nil || s.Config.Linux == nil {
+	cfg := s.Config
+	if cfg == nil { // loaded by loadHead
+		full, err := Load(filepath.Dir(s.dir), s.ID)
+		if err != nil {
+			return nil, err
+		}
+		cfg = full.Config
+	}
+	if cfg == nil || cfg.Linux == nil {
 		return nil, nil
 	}
-	return seccomp.Prepare(s.Config.Linux.Seccomp)
+	return seccomp.Prepare(cfg.Linux.Seccomp)
 }
 
 func (s *State) save() error {
