@@ -432,3 +432,29 @@ func hostMount(dir string) (string, bool) {
 	}
 	return best, shared
 }
+
+// TestVolumesFilledAtCreate: as dockerd's create, a new volume (anonymous
+// or named, empty) gets the image's content at its path before the
+// container ever runs: the data-container pattern, a never-started
+// container whose volumes others borrow, sees the image's files. It is
+// filled once: the first start copies nothing again.
+func TestVolumesFilledAtCreate(t *testing.T) {
+	s := shared(t)
+	data, vol := uniq("datactr"), uniq("filled")
+	s.MustDocker("create", "-v", "/bin", "-v", vol+":/etc", "--name", data, "busybox", "true")
+	defer s.Docker("volume", "rm", vol)
+	defer s.Docker("rm", "-v", data)
+	if out := s.MustDocker("run", "--rm", "--volumes-from", data, "busybox", "ls", "/bin/busybox"); out != "/bin/busybox" {
+		t.Errorf("the borrowed anonymous volume: %q", out)
+	}
+	if out := s.MustDocker("run", "--rm", "-v", vol+":/x", "busybox", "grep", "-c", "^root:", "/x/passwd"); out != "1" {
+		t.Errorf("the named volume: %q", out)
+	}
+	s.MustDocker("run", "--rm", "-v", vol+":/x", "busybox", "rm", "/x/passwd")
+	if out, errOut, code := s.Docker("start", "-a", data); code != 0 {
+		t.Fatalf("start: %d %s %s", code, out, errOut)
+	}
+	if _, _, code := s.Docker("run", "--rm", "-v", vol+":/x", "busybox", "ls", "/x/passwd"); code == 0 {
+		t.Error("the start copied the image's content into the volume again")
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/pkg/namesgenerator"
 	"github.com/nats-io/nats.go"
 	digest "github.com/opencontainers/go-digest"
@@ -576,6 +578,16 @@ func (m *Manager) Create(req *dockermsg.CreateRequest) (*dockermsg.CreateRespons
 		m.keys[req.Key] = id
 	}
 	m.mu.Unlock()
+	// as dockerd's create, a new volume gets the image's content at its
+	// path now: a container borrowing it (--volumes-from) finds it there
+	// before this one ever runs
+	if slices.ContainsFunc(mounts, func(mp dockermsg.MountPoint) bool { return mp.Type == mount.TypeVolume && mp.CopyData }) {
+		if _, _, done, err := m.openView(id, true); err != nil {
+			m.log.Warn("filling the volumes at create: left to the start", "id", id, "err", err)
+		} else {
+			done()
+		}
+	}
 	m.event(c, "create")
 	return &dockermsg.CreateResponse{ID: id, Warnings: append(append([]string{}, adaptWarnings...), warnings...)}, nil
 }
