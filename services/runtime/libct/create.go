@@ -17,7 +17,6 @@ import (
 	"berth/services/runtime/cgroups"
 	"berth/services/runtime/hooks"
 	"berth/services/runtime/namespaces"
-	"berth/services/runtime/seccomp"
 )
 
 // CreateOpts are the create command's options.
@@ -229,7 +228,7 @@ func Create(o CreateOpts) (st *State, err error) {
 	if err != nil {
 		return nil, err
 	}
-	spec, err := LoadSpec(bundle)
+	spec, filter, err := LoadSpec(bundle)
 	if err != nil {
 		return nil, err
 	}
@@ -326,6 +325,7 @@ func Create(o CreateOpts) (st *State, err error) {
 		UserNS:   namespaces.Has(spec.Linux.Namespaces, specs.UserNamespace),
 		CgroupNS: newCgroupNS,
 		TimeNS:   newTimeNS,
+		Seccomp:  filter,
 	}
 	cfg.FifoFd = firstExtraFd(o.PreserveFds)
 	so.extra = []*os.File{fifoFile}
@@ -375,13 +375,9 @@ func Create(o CreateOpts) (st *State, err error) {
 		sp.ch.f.Close()
 	}()
 	o.debugf("init started")
-	// The limits are written, and the seccomp filter compiled, while the
-	// init starts up.
+	// The limits are written while the init starts up.
 	if err := cg.Set(spec.Linux.Resources); err != nil {
 		return nil, fmt.Errorf("cgroup: %w", err)
-	}
-	if cfg.Seccomp, err = seccomp.Prepare(spec.Linux.Seccomp); err != nil {
-		return nil, err
 	}
 	o.debugf("cgroups made")
 	if err := sp.waitPid(); err != nil {

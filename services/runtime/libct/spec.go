@@ -16,23 +16,28 @@ import (
 	"berth/services/runtime/seccomp"
 )
 
-// LoadSpec reads and validates <bundle>/config.json.
-func LoadSpec(bundle string) (*specs.Spec, error) {
+// LoadSpec reads and validates <bundle>/config.json, and compiles its
+// seccomp profile (which checks it).
+func LoadSpec(bundle string) (*specs.Spec, *seccomp.Filter, error) {
 	b, err := os.ReadFile(filepath.Join(bundle, "config.json"))
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("config.json not found in bundle %s", bundle)
+			return nil, nil, fmt.Errorf("config.json not found in bundle %s", bundle)
 		}
-		return nil, err
+		return nil, nil, err
 	}
 	var s specs.Spec
 	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, fmt.Errorf("config.json: malformed: %v", err)
+		return nil, nil, fmt.Errorf("config.json: malformed: %v", err)
 	}
 	if err := validateSpec(&s, bundle); err != nil {
-		return nil, fmt.Errorf("config.json: %w", err)
+		return nil, nil, fmt.Errorf("config.json: %w", err)
 	}
-	return &s, nil
+	filter, err := seccomp.Prepare(s.Linux.Seccomp)
+	if err != nil {
+		return nil, nil, fmt.Errorf("config.json: %w", err)
+	}
+	return &s, filter, nil
 }
 
 func validateSpec(s *specs.Spec, bundle string) error {
@@ -109,9 +114,6 @@ func validateSpec(s *specs.Spec, bundle string) error {
 		if !filepath.IsAbs(d.Path) {
 			return fmt.Errorf("device path %q is not absolute", d.Path)
 		}
-	}
-	if err := seccomp.Validate(l.Seccomp); err != nil {
-		return err
 	}
 	if s.Hooks != nil {
 		//lint:ignore SA1019 prestart hooks are deprecated but still in the spec, and runc runs them

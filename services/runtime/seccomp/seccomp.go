@@ -346,29 +346,15 @@ func Flags(fl []specs.LinuxSeccompFlag) (uintptr, error) {
 	return out, nil
 }
 
-// Validate compiles the profile without loading it (used by create to
-// reject bad profiles before anything is made).
+// Validate checks the profile by compiling it, without loading it.
 func Validate(s *specs.LinuxSeccomp) error {
-	if s == nil {
-		return nil
-	}
-	if s.ListenerPath != "" {
-		return errors.New("seccomp: notify listeners are not supported")
-	}
-	for _, r := range s.Syscalls {
-		if r.Action == specs.ActNotify {
-			return errors.New("seccomp: SCMP_ACT_NOTIFY is not supported")
-		}
-	}
-	if _, err := Flags(s.Flags); err != nil {
-		return err
-	}
-	_, err := Compile(s)
+	_, err := Prepare(s)
 	return err
 }
 
-// Filter is a compiled profile ready to load: the runtime compiles it
-// while the container's init process starts, which then only loads it.
+// Filter is a compiled profile ready to load: create compiles it once,
+// before anything is made (a bad profile is refused then), and the init
+// of the container and of each exec only loads it.
 type Filter struct {
 	Prog  []byte  `json:"prog"` // sock_filter instructions, 8 bytes each, native byte order
 	Flags uintptr `json:"flags"`
@@ -378,6 +364,14 @@ type Filter struct {
 func Prepare(s *specs.LinuxSeccomp) (*Filter, error) {
 	if s == nil {
 		return nil, nil
+	}
+	if s.ListenerPath != "" {
+		return nil, errors.New("seccomp: notify listeners are not supported")
+	}
+	for _, r := range s.Syscalls {
+		if r.Action == specs.ActNotify {
+			return nil, errors.New("seccomp: SCMP_ACT_NOTIFY is not supported")
+		}
 	}
 	raw, err := Compile(s)
 	if err != nil {
