@@ -93,11 +93,7 @@ func platformString(p ocispec.Platform) string {
 // pull leaves no image; its complete layers stay for the next attempt, and
 // an interrupted blob download is resumed from where it stopped.
 func (s *Store) Pull(ctx context.Context, c *registry.Client, o PullOptions) (*PullResult, error) {
-	named, err := reference.ParseNormalizedNamed(o.Ref)
-	if err != nil {
-		return nil, errdefs.New(errdefs.InvalidParameter, "invalid reference format: %v", err)
-	}
-	want, err := ParsePlatform(o.Platform)
+	named, want, err := parsePull(o)
 	if err != nil {
 		return nil, err
 	}
@@ -115,16 +111,12 @@ func (s *Store) Pull(ctx context.Context, c *registry.Client, o PullOptions) (*P
 // other as dockerd does, with one status line and one pull event for the
 // repository at the end.
 func (s *Store) PullAllTags(ctx context.Context, c *registry.Client, o PullOptions) ([]*PullResult, error) {
-	named, err := reference.ParseNormalizedNamed(o.Ref)
+	named, want, err := parsePull(o)
 	if err != nil {
-		return nil, errdefs.New(errdefs.InvalidParameter, "invalid reference format: %v", err)
+		return nil, err
 	}
 	if !reference.IsNameOnly(named) {
 		return nil, errdefs.New(errdefs.InvalidParameter, "tag can't be used with --all-tags/-a")
-	}
-	want, err := ParsePlatform(o.Platform)
-	if err != nil {
-		return nil, err
 	}
 	repo := c.Repository(named, o.Auth, false)
 	tags, err := repo.Tags(ctx)
@@ -147,6 +139,16 @@ func (s *Store) PullAllTags(ctx context.Context, c *registry.Client, o PullOptio
 	}
 	s.pulled(named, updated, o.Progress)
 	return out, nil
+}
+
+// parsePull reads a pull's reference and platform.
+func parsePull(o PullOptions) (reference.Named, ocispec.Platform, error) {
+	named, err := reference.ParseNormalizedNamed(o.Ref)
+	if err != nil {
+		return nil, ocispec.Platform{}, errdefs.New(errdefs.InvalidParameter, "invalid reference format: %v", err)
+	}
+	want, err := ParsePlatform(o.Platform)
+	return named, want, err
 }
 
 // pulled ends a pull as dockerd does: the pull event (for an up-to-date

@@ -69,20 +69,20 @@ func AdaptHostConfig(hc *container.HostConfig) []string {
 			hc.ReadonlyPaths = slices.Clone(ReadonlyPaths)
 		}
 	}
-	if hc.CgroupnsMode == "" && !cgroupV2() {
+	if hc.CgroupnsMode == "" && !CgroupV2() {
 		hc.CgroupnsMode = container.CgroupnsModeHost
 	}
 	return warnings
 }
 
-// swapAccounting reports whether memory+swap can be limited (cgroup v1
-// with swap accounting, or a v2 memory controller).
-// cgroupV2 tells whether the host's cgroups are the unified hierarchy.
-func cgroupV2() bool {
+// CgroupV2 tells whether the host's cgroups are the unified hierarchy.
+func CgroupV2() bool {
 	_, err := os.Stat("/sys/fs/cgroup/cgroup.controllers")
 	return err == nil
 }
 
+// swapAccounting reports whether memory+swap can be limited (cgroup v1
+// with swap accounting, or a v2 memory controller).
 func swapAccounting() bool {
 	for _, f := range []string{"/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes", "/sys/fs/cgroup/memory.swap.max"} {
 		if _, err := os.Stat(f); err == nil {

@@ -29,6 +29,7 @@ import (
 	"berth/pkg/idmap"
 	"berth/pkg/image"
 	"berth/pkg/registry"
+	"berth/pkg/specconv"
 	"berth/services/supervisor/containers"
 	"berth/services/supervisor/metrics"
 	"berth/services/supervisor/natsd"
@@ -505,7 +506,7 @@ func (s *Supervisor) info() bus.Info {
 	if s.Config.UsernsRemap != "" {
 		info.SecurityOptions = append(info.SecurityOptions, "name=userns")
 	}
-	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+	if specconv.CgroupV2() {
 		info.CgroupVersion = "2"
 	}
 	var u unix.Utsname

@@ -47,9 +47,11 @@ func logAttrs(rec *dockermsg.Container) (map[string]string, error) {
 		labels, envList = rec.Config.Labels, rec.Config.Env
 	}
 	env := map[string]string{}
-	for _, e := range envList {
-		if k, v, ok := strings.Cut(e, "="); ok {
-			env[k] = v
+	if opts["env"] != "" || opts["env-regex"] != "" { // most starts: no env option
+		for _, e := range envList {
+			if k, v, ok := strings.Cut(e, "="); ok {
+				env[k] = v
+			}
 		}
 	}
 	pick := func(names string, from map[string]string) {

@@ -353,8 +353,8 @@ func (m *Manager) event(c *ctr, action string, extra ...string) {
 	m.cfg.Event("container", action, id, a)
 }
 
-// Users lists the containers using image id (the image store's hook).
-// Layers lists the layers every container holds (see dockermsg.Container.Layers).
+// Layers lists the layers every container holds (see
+// dockermsg.Container.Layers): the image store's hook.
 func (m *Manager) Layers() map[digest.Digest]bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -386,6 +386,7 @@ func (m *Manager) layerDirs(rec *dockermsg.Container) ([]string, error) {
 	return dirs, nil
 }
 
+// Users lists the containers using image id (the image store's hook).
 func (m *Manager) Users(imageID string) []image.User {
 	m.mu.Lock()
 	defer m.mu.Unlock()
