@@ -63,7 +63,11 @@ func cmdExec(g *globals, args []string) (int, error) {
 		if err != nil {
 			return 1, err
 		}
-		base := st.Config.Process
+		spec, err := st.Spec()
+		if err != nil {
+			return 1, err
+		}
+		base := spec.Process
 		p = *base
 		p.Args = cmdArgs
 		p.Terminal = f.boolean("tty")

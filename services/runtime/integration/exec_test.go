@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -109,4 +110,66 @@ func TestExecTTY(t *testing.T) {
 	e.ok("kill", "--all", "etty", "KILL")
 	reap(t, pid)
 	e.ok("delete", "etty")
+}
+
+// The exec's init (C, see nsenter/execinit.c) applies what the create
+// init does: the same process settings give the same results.
+func TestExecProcessSettings(t *testing.T) {
+	e := newEnv(t)
+	b := e.bundle([]string{"sleep", "100"}, nil)
+	// for HOME, when the process's env has none
+	os.MkdirAll(filepath.Join(b, "rootfs", "etc"), 0o755)
+	os.WriteFile(filepath.Join(b, "rootfs", "etc", "passwd"), []byte("root:x:0:0:root:/root:/bin/sh\nu:x:1234:1234::/home/u:/bin/sh\n"), 0o644)
+	pid := e.create("eps", b)
+	e.ok("start", "eps")
+	defer func() {
+		e.ok("delete", "--force", "eps")
+		reap(t, pid)
+	}()
+	umask := uint32(0o027)
+	adj := 123
+	caps := []string{"CAP_CHOWN", "CAP_KILL"}
+	p := specs.Process{
+		Args: []string{"sh", "-c", `id; umask; ulimit -n; ulimit -Hn; grep -E '^(CapEff|CapBnd|CapPrm|CapInh|CapAmb|NoNewPrivs)' /proc/self/status; cat /proc/self/oom_score_adj; pwd; echo $FOO; echo $HOME`},
+		Env:  []string{"PATH=/bin", "FOO=bar"},
+		Cwd:  "/tmp",
+		User: specs.User{UID: 1000, GID: 1001, AdditionalGids: []uint32{2000, 2001}, Umask: &umask},
+		Capabilities: &specs.LinuxCapabilities{Bounding: caps, Effective: caps, Permitted: caps, Inheritable: caps,
+			Ambient: []string{"CAP_KILL"}},
+		Rlimits:         []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Soft: 321, Hard: 654}},
+		NoNewPrivileges: true,
+		OOMScoreAdj:     &adj,
+	}
+	proc := filepath.Join(t.TempDir(), "process.json")
+	pj, _ := json.Marshal(p)
+	os.WriteFile(proc, pj, 0o644)
+	r := e.ok("exec", "--process", proc, "eps")
+	for _, want := range []string{"uid=1000 gid=1001 groups=2000,2001", "0027", "\n321\n654\n",
+		"CapInh:\t0000000000000021", "CapPrm:\t0000000000000020", "CapEff:\t0000000000000020", "CapBnd:\t0000000000000021", "CapAmb:\t0000000000000020",
+		"NoNewPrivs:\t1", "\n123\n", "/tmp\nbar\n/\n"} {
+		contains(t, r.stdout, want)
+	}
+	r = e.ok("exec", "--user", "1234:1234", "eps", "sh", "-c", "echo $HOME")
+	if r.stdout != "/home/u\n" {
+		t.Fatalf("HOME of uid 1234: %q", r.stdout)
+	}
+	// the failures, in one line each with the texts runc gives
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"nosuchcommand"}, `exec: "nosuchcommand": executable file not found in $PATH`},
+		{[]string{"/no/such"}, `exec: "/no/such": stat /no/such: no such file or directory`},
+		{[]string{"/etc"}, `exec: "/etc": permission denied`},
+		{[]string{"--cwd", "/nowhere", "eps", "true"}, `chdir to cwd "/nowhere": no such file or directory`},
+	} {
+		args := append([]string{"exec"}, c.args...)
+		if len(c.args) == 1 {
+			args = []string{"exec", "eps", c.args[0]}
+		}
+		r := e.rt(args...)
+		if r.code != 1 || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, c.want) {
+			t.Errorf("%v: %v; want exit 1 and %q", args, r, c.want)
+		}
+	}
 }

@@ -94,6 +94,7 @@ type spawnOpts struct {
 	preserve    int
 	extra       []*os.File
 	dir         string
+	execInit    bool // an exec's init: C only (see encodeExecConfig)
 }
 
 type spawned struct {
@@ -134,13 +135,17 @@ func spawn(o spawnOpts) (*spawned, error) {
 		// The constructor forks; we adopt the grandchild.
 		_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 	}
+	env := []string{"_BERTH_SYNCFD=" + strconv.Itoa(syncFd), "_BERTH_NSENTER=" + namespaces.Env(o.joins),
+		"_BERTH_CGROUP_TASKS=" + strings.Join(o.cgroupTasks, ":"), "_BERTH_UNSHARE=" + strconv.Itoa(int(o.unshare)),
+		// The init is short-lived and single-minded: one P, no GC.
+		// (Its environment is replaced by the container's at exec.)
+		"GOMAXPROCS=1", "GOGC=off"}
+	if o.execInit {
+		env = append(env, "_BERTH_EXEC=1")
+	}
 	attr := &os.ProcAttr{
-		Dir: o.dir,
-		Env: []string{"_BERTH_SYNCFD=" + strconv.Itoa(syncFd), "_BERTH_NSENTER=" + namespaces.Env(o.joins),
-			"_BERTH_CGROUP_TASKS=" + strings.Join(o.cgroupTasks, ":"), "_BERTH_UNSHARE=" + strconv.Itoa(int(o.unshare)),
-			// The init is short-lived and single-minded: one P, no GC.
-			// (Its environment is replaced by the container's at exec.)
-			"GOMAXPROCS=1", "GOGC=off"},
+		Dir:   o.dir,
+		Env:   env,
 		Files: files,
 		Sys: &syscall.SysProcAttr{
 			Cloneflags:                 o.cloneFlags,
@@ -228,10 +233,11 @@ func Create(o CreateOpts) (st *State, err error) {
 	if err != nil {
 		return nil, err
 	}
-	spec, filter, err := LoadSpec(bundle)
+	bc, err := LoadSpec(bundle)
 	if err != nil {
 		return nil, err
 	}
+	spec := bc.Spec
 	if spec.Process.Terminal && o.ConsoleSocket == "" {
 		return nil, errors.New("cannot allocate a tty without --console-socket")
 	}
@@ -319,13 +325,13 @@ func Create(o CreateOpts) (st *State, err error) {
 		so.uidMaps, so.gidMaps = idMaps(spec.Linux.UIDMappings), idMaps(spec.Linux.GIDMappings)
 	}
 	cfg := &initConfig{
-		Mode: "create", ID: o.ID, Spec: spec, Process: spec.Process, Rootfs: rootfs,
+		ID: o.ID, Spec: bc.Raw, Rootfs: rootfs,
 		NoPivot: o.NoPivot, NoNewKeyring: o.NoNewKeyring, PreserveFds: o.PreserveFds,
 		CgroupV2: cgroups.IsV2(), ConsoleFd: -1, Debug: o.Debug,
 		UserNS:   namespaces.Has(spec.Linux.Namespaces, specs.UserNamespace),
 		CgroupNS: newCgroupNS,
 		TimeNS:   newTimeNS,
-		Seccomp:  filter,
+		Seccomp:  bc.Filter,
 	}
 	cfg.FifoFd = firstExtraFd(o.PreserveFds)
 	so.extra = []*os.File{fifoFile}
@@ -396,10 +402,10 @@ func Create(o CreateOpts) (st *State, err error) {
 	}
 	st = &State{
 		ID: o.ID, Bundle: bundle, Rootfs: rootfs, Pid: sp.pid, StartTime: startTime,
-		Created: time.Now().UTC(), Cgroups: cg.Paths(), Config: spec, dir: dir,
+		Created: time.Now().UTC(), Cgroups: cg.Paths(), Config: bc.Raw, dir: dir,
 	}
 	cfg.State = st.ociJSON(Creating)
-	if err := sp.ch.send(message{Type: msgConfig, Config: cfg}); err != nil {
+	if err := sp.ch.sendConfig(cfg); err != nil {
 		return nil, fmt.Errorf("send config to init: %w", err)
 	}
 	for done := false; !done; {
@@ -437,6 +443,8 @@ func Create(o CreateOpts) (st *State, err error) {
 		if err := os.WriteFile(filepath.Join(dir, filterFile), b, 0o600); err != nil {
 			return nil, err
 		}
+	} else {
+		st.NoSeccomp = true
 	}
 	if err := st.save(); err != nil {
 		return nil, err

@@ -2,6 +2,7 @@ package libct
 
 import (
 	"bufio"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -27,8 +28,9 @@ func init() {
 	}
 }
 
-// Init is the container-side init (`berth-runtime init`, started by create
-// or exec through the protected binary). It never returns.
+// Init is the container-side init of create (`berth-runtime init`, started
+// through the protected binary; an exec's init never gets here, see
+// nsenter/execinit.c). It never returns.
 func Init() {
 	// Nobody in the container may ptrace us or open our /proc files.
 	_ = unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
@@ -40,17 +42,11 @@ func Init() {
 	os.Unsetenv("_BERTH_SYNCFD")
 	os.Unsetenv("_BERTH_NSENTER")
 	ch := newChannel(os.NewFile(uintptr(fd), "sync"))
-	m, err := ch.recv()
-	if err != nil || m.Type != msgConfig || m.Config == nil {
+	c, err := ch.recvConfig()
+	if err != nil {
 		os.Exit(1)
 	}
-	c := m.Config
-	var ierr error
-	if c.Mode == "exec" {
-		ierr = initExec(ch, c)
-	} else {
-		ierr = initCreate(ch, c)
-	}
+	ierr := initCreate(ch, c)
 	// Only reached on failure.
 	if ch.send(message{Type: msgError, Msg: ierr.Error()}) != nil {
 		fmt.Fprintln(os.Stderr, "berth-runtime init:", ierr)
@@ -68,7 +64,10 @@ func debug(ch *channel, c *initConfig, what string) {
 }
 
 func initCreate(ch *channel, c *initConfig) error {
-	spec := c.Spec
+	var spec *specs.Spec
+	if err := json.Unmarshal(c.Spec, &spec); err != nil || spec == nil || spec.Process == nil {
+		return fmt.Errorf("init: bad spec: %v", err)
+	}
 	debug(ch, c, "config received")
 	rc := &rootfs.Config{
 		Rootfs: c.Rootfs, Spec: spec, NoPivot: c.NoPivot, UserNS: c.UserNS,
@@ -139,10 +138,10 @@ func initCreate(ch *channel, c *initConfig) error {
 	if !c.NoNewKeyring {
 		_, _ = unix.KeyctlJoinSessionKeyring("_ses." + c.ID)
 	}
-	if err := prepareProcess(c.Process); err != nil {
+	if err := prepareProcess(spec.Process); err != nil {
 		return err
 	}
-	l, err := newLaunch(c.Process, c.Seccomp)
+	l, err := newLaunch(spec.Process, c.Seccomp)
 	if err != nil {
 		return err
 	}
@@ -186,27 +185,6 @@ func initCreate(ch *channel, c *initConfig) error {
 	fmt.Fprintln(os.Stderr, "berth-runtime init:", err)
 	os.Exit(127)
 	return nil
-}
-
-func initExec(ch *channel, c *initConfig) error {
-	p := c.Process
-	if c.ConsoleFd >= 0 {
-		if err := setupConsole(c.ConsoleFd, p, false); err != nil {
-			return err
-		}
-	}
-	if err := prepareProcess(p); err != nil {
-		return err
-	}
-	l, err := newLaunch(p, c.Seccomp)
-	if err != nil {
-		return err
-	}
-	if err := l.drop(); err != nil {
-		return err
-	}
-	// The sync socket is close-on-exec: the runtime reads EOF on success.
-	return l.exec(c.PreserveFds)
 }
 
 // setupConsole opens a pty in the container, hands the master to the

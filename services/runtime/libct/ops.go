@@ -1,6 +1,7 @@
 package libct
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -56,7 +57,7 @@ func Start(root, id string) error {
 	if err := os.Remove(fifo); err != nil {
 		return err
 	}
-	if h := st.Config.Hooks; h != nil && len(h.Poststart) > 0 {
+	if h := st.part().Hooks; h != nil && len(h.Poststart) > 0 {
 		if err := hooks.Run("poststart", h.Poststart, st.ociJSON(Running)); err != nil {
 			Warnf("%v", err)
 		}
@@ -146,7 +147,7 @@ func (s *State) destroy() error {
 			errs = append(errs, err)
 		}
 	}
-	if h := s.Config.Hooks; h != nil && len(h.Poststop) > 0 {
+	if h := s.part().Hooks; h != nil && len(h.Poststop) > 0 {
 		if err := hooks.Run("poststop", h.Poststop, s.ociJSON(Stopped)); err != nil {
 			Warnf("%v", err)
 		}
@@ -209,8 +210,16 @@ func Update(root, id string, r *specs.LinuxResources) error {
 	if err := cgroups.Load(st.Cgroups).Set(r); err != nil {
 		return err
 	}
-	if st.Config.Linux.Resources == nil {
-		st.Config.Linux.Resources = r
+	spec, err := st.Spec()
+	if err != nil {
+		return err
+	}
+	if spec.Linux.Resources != nil {
+		return nil
+	}
+	spec.Linux.Resources = r
+	if st.Config, err = json.Marshal(spec); err != nil {
+		return err
 	}
 	return st.save()
 }
@@ -228,7 +237,7 @@ type ExecOpts struct {
 // Exec runs a new process in the container. Without Detach it waits and
 // returns the exit code.
 func Exec(o ExecOpts) (int, error) {
-	st, err := loadHead(o.Root, o.ID)
+	st, err := Load(o.Root, o.ID)
 	if err != nil {
 		return 1, err
 	}
@@ -248,22 +257,21 @@ func Exec(o ExecOpts) (int, error) {
 	if !o.Detach {
 		_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 	}
-	// The exec's init needs nothing of the spec but its seccomp filter,
-	// compiled here: the rest would only cost it the decoding.
-	cfg := &initConfig{Mode: "exec", ID: o.ID, Process: p, PreserveFds: o.PreserveFds, ConsoleFd: -1}
 	so := spawnOpts{
 		joins:    namespaces.ForExec(st.Pid),
 		stdio:    stdio(),
 		preserve: o.PreserveFds,
 		dir:      "/",
+		execInit: true,
 	}
+	consoleFd := -1
 	if p.Terminal {
 		f, err := dialConsole(o.ConsoleSocket)
 		if err != nil {
 			return 1, err
 		}
 		defer f.Close()
-		cfg.ConsoleFd = firstExtraFd(o.PreserveFds)
+		consoleFd = firstExtraFd(o.PreserveFds)
 		so.extra = []*os.File{f}
 	}
 	parentAttach := false
@@ -283,13 +291,19 @@ func Exec(o ExecOpts) (int, error) {
 		sp.kill()
 		return 1, err
 	}
-	// While the init starts: the filter, and (unless we must move it into
-	// the cgroups first) its config, so that it has it when it asks.
-	if cfg.Seccomp, err = st.filter(); err != nil {
+	// While the init starts: its config (it needs nothing of the spec but
+	// the seccomp filter create compiled), sent at once unless we must move
+	// it into the cgroups first.
+	filter, err := st.filter()
+	if err != nil {
+		return fail(err)
+	}
+	cfg, err := encodeExecConfig(p, consoleFd, o.PreserveFds, filter)
+	if err != nil {
 		return fail(err)
 	}
 	if !parentAttach {
-		if err := sp.ch.send(message{Type: msgConfig, Config: cfg}); err != nil {
+		if _, err := sp.ch.f.Write(cfg); err != nil {
 			return fail(err)
 		}
 	}
@@ -300,7 +314,7 @@ func Exec(o ExecOpts) (int, error) {
 		if err := cgroups.Load(st.Cgroups).Apply(sp.pid); err != nil {
 			return fail(fmt.Errorf("join cgroup: %w", err))
 		}
-		if err := sp.ch.send(message{Type: msgConfig, Config: cfg}); err != nil {
+		if _, err := sp.ch.f.Write(cfg); err != nil {
 			return fail(err)
 		}
 	}

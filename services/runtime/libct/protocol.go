@@ -7,25 +7,24 @@ import (
 	"io"
 	"os"
 
-	specs "github.com/opencontainers/runtime-spec/specs-go"
-
 	"berth/services/runtime/seccomp"
 )
 
 // Messages between the runtime and the container-side init travel as JSON
 // lines over a socketpair. The nsenter constructor writes the first one
-// ("pid") before the Go runtime of the init even starts.
+// ("pid") before the Go runtime of the init even starts. The runtime's
+// first line to the init is its initConfig; the type of the other
+// messages is kept apart from it, so that the init, whose every message
+// costs it the encoder of the type it sends, never builds one for the config.
 type message struct {
-	Type   string      `json:"type"`
-	Pid    int         `json:"pid,omitempty"`
-	Forked bool        `json:"forked,omitempty"`
-	Msg    string      `json:"msg,omitempty"`
-	Config *initConfig `json:"config,omitempty"`
+	Type   string `json:"type"`
+	Pid    int    `json:"pid,omitempty"`
+	Forked bool   `json:"forked,omitempty"`
+	Msg    string `json:"msg,omitempty"`
 }
 
 const (
 	msgPid       = "pid"
-	msgConfig    = "config"
 	msgHooks     = "hooks"      // init: run prestart/createRuntime now
 	msgHooksDone = "hooks-done" // runtime: done
 	msgReady     = "ready"      // init: parked on the exec fifo
@@ -33,13 +32,11 @@ const (
 	msgDebug     = "debug" // init: progress, for --debug
 )
 
-// initConfig is everything the init needs.
+// initConfig is everything the create init needs.
 type initConfig struct {
-	Mode         string            `json:"mode"` // "create" or "exec"
 	ID           string            `json:"id"`
-	Spec         *specs.Spec       `json:"spec"`
+	Spec         json.RawMessage   `json:"spec"`              // config.json, decoded by the init only
 	Seccomp      *seccomp.Filter   `json:"seccomp,omitempty"` // compiled by the runtime meanwhile
-	Process      *specs.Process    `json:"process"`
 	Rootfs       string            `json:"rootfs"`
 	NoPivot      bool              `json:"no_pivot"`
 	NoNewKeyring bool              `json:"no_new_keyring"`
@@ -62,13 +59,30 @@ type channel struct {
 
 func newChannel(f *os.File) *channel { return &channel{f: f, r: bufio.NewReader(f)} }
 
-func (c *channel) send(m message) error {
-	b, err := json.Marshal(m)
+func (c *channel) send(m message) error { return c.sendJSON(m) }
+
+func (c *channel) sendConfig(cfg *initConfig) error { return c.sendJSON(cfg) }
+
+func (c *channel) sendJSON(v any) error {
+	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
 	_, err = c.f.Write(append(b, '\n'))
 	return err
+}
+
+// recvConfig reads the runtime's first line (the init's side).
+func (c *channel) recvConfig() (*initConfig, error) {
+	line, err := c.r.ReadBytes('\n')
+	if err != nil {
+		return nil, err
+	}
+	var cfg initConfig
+	if err := json.Unmarshal(line, &cfg); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
 }
 
 // recv returns io.EOF when the other side is gone.

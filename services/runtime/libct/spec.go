@@ -16,28 +16,35 @@ import (
 	"berth/services/runtime/seccomp"
 )
 
+// Bundle is a bundle's config.json, checked.
+type Bundle struct {
+	Spec   *specs.Spec
+	Raw    []byte          // the file as read, kept in the state and sent to the init
+	Filter *seccomp.Filter // the seccomp profile compiled (nil for none)
+}
+
 // LoadSpec reads and validates <bundle>/config.json, and compiles its
 // seccomp profile (which checks it).
-func LoadSpec(bundle string) (*specs.Spec, *seccomp.Filter, error) {
+func LoadSpec(bundle string) (*Bundle, error) {
 	b, err := os.ReadFile(filepath.Join(bundle, "config.json"))
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, nil, fmt.Errorf("config.json not found in bundle %s", bundle)
+			return nil, fmt.Errorf("config.json not found in bundle %s", bundle)
 		}
-		return nil, nil, err
+		return nil, err
 	}
 	var s specs.Spec
 	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, nil, fmt.Errorf("config.json: malformed: %v", err)
+		return nil, fmt.Errorf("config.json: malformed: %v", err)
 	}
 	if err := validateSpec(&s, bundle); err != nil {
-		return nil, nil, fmt.Errorf("config.json: %w", err)
+		return nil, fmt.Errorf("config.json: %w", err)
 	}
 	filter, err := seccomp.Prepare(s.Linux.Seccomp)
 	if err != nil {
-		return nil, nil, fmt.Errorf("config.json: %w", err)
+		return nil, fmt.Errorf("config.json: %w", err)
 	}
-	return &s, filter, nil
+	return &Bundle{Spec: &s, Raw: b, Filter: filter}, nil
 }
 
 func validateSpec(s *specs.Spec, bundle string) error {

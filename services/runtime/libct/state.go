@@ -52,9 +52,37 @@ type State struct {
 	Created   time.Time         `json:"created"`
 	Owner     string            `json:"owner"`
 	Cgroups   map[string]string `json:"cgroups"`
-	Config    *specs.Spec       `json:"config"`
+	// Config is config.json as create read it, kept undecoded: most
+	// commands need a few of its fields at most, and a cold process pays
+	// more for decoding (or encoding) the whole spec than for the rest of
+	// its work. Spec and part decode it.
+	Config json.RawMessage `json:"config"`
+	// NoSeccomp: the spec has no seccomp profile (else filterFile has it).
+	NoSeccomp bool `json:"no_seccomp,omitempty"`
 
 	dir string
+}
+
+// configPart is what start, delete and the OCI state read of the spec.
+type configPart struct {
+	Hooks       *specs.Hooks      `json:"hooks"`
+	Annotations map[string]string `json:"annotations"`
+}
+
+// Spec decodes the whole spec.
+func (s *State) Spec() (*specs.Spec, error) {
+	var spec specs.Spec
+	if err := json.Unmarshal(s.Config, &spec); err != nil {
+		return nil, fmt.Errorf("container %q: corrupt state: %w", s.ID, err)
+	}
+	return &spec, nil
+}
+
+// part decodes the hooks and annotations only (Load checked the JSON).
+func (s *State) part() configPart {
+	var p configPart
+	_ = json.Unmarshal(s.Config, &p)
+	return p
 }
 
 // OCIState is the state JSON printed by `state` and given to hooks.
@@ -95,13 +123,7 @@ func validIDChars(id string) bool {
 }
 
 // Load reads the state of container id under root.
-func Load(root, id string) (*State, error) { return load(root, id, true) }
-
-// loadHead is Load without the spec (Config stays nil): what exec needs,
-// without the cost of decoding the whole spec in a cold process.
-func loadHead(root, id string) (*State, error) { return load(root, id, false) }
-
-func load(root, id string, config bool) (*State, error) {
+func Load(root, id string) (*State, error) {
 	if err := ValidateID(id); err != nil {
 		return nil, err
 	}
@@ -114,37 +136,28 @@ func load(root, id string, config bool) (*State, error) {
 		return nil, err
 	}
 	var s State
-	var into any = &s
-	if !config {
-		// the outer field takes "config" from the embedded State's
-		into = &struct {
-			*State
-			Config json.RawMessage `json:"config"`
-		}{State: &s}
-	}
-	if err := json.Unmarshal(b, into); err != nil {
+	if err := json.Unmarshal(b, &s); err != nil {
 		return nil, fmt.Errorf("container %q: corrupt state: %w", id, err)
 	}
 	s.dir = dir
 	return &s, nil
 }
 
-// filter is the container's seccomp filter: the one create compiled, or
-// (a container of an older runtime) compiled from the spec now.
+// filter is the container's seccomp filter (nil for none): the one create
+// compiled, or (a container of an older runtime) compiled from the spec now.
 func (s *State) filter() (*seccomp.Filter, error) {
+	if s.NoSeccomp {
+		return nil, nil
+	}
 	if b, err := os.ReadFile(filepath.Join(s.dir, filterFile)); err == nil {
 		var f seccomp.Filter
 		return &f, f.UnmarshalBinary(b)
 	}
-	cfg := s.Config
-	if cfg == nil { // loaded by loadHead
-		full, err := Load(filepath.Dir(s.dir), s.ID)
-		if err != nil {
-			return nil, err
-		}
-		cfg = full.Config
+	cfg, err := s.Spec()
+	if err != nil {
+		return nil, err
 	}
-	if cfg == nil || cfg.Linux == nil {
+	if cfg.Linux == nil {
 		return nil, nil
 	}
 	return seccomp.Prepare(cfg.Linux.Seccomp)
@@ -214,9 +227,7 @@ func (s *State) OCI(status string) OCIState {
 	if status != Stopped {
 		o.Pid = s.Pid
 	}
-	if s.Config != nil {
-		o.Annotations = s.Config.Annotations
-	}
+	o.Annotations = s.part().Annotations
 	return o
 }
 

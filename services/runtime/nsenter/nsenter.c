@@ -7,6 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "execinit.h"
+
 #define MAXNS 16
 
 static int syncfd = -1;
@@ -38,7 +40,8 @@ static int nstype(const char *t)
 }
 
 /* _BERTH_NSENTER="type:path,type:path,..." (user first, mnt last), _BERTH_SYNCFD=n,
- * _BERTH_UNSHARE=clone flags to unshare after the joins */
+ * _BERTH_UNSHARE=clone flags to unshare after the joins, _BERTH_EXEC=1 for
+ * an exec's init, which then never reaches Go (see execinit.c) */
 void berth_nsenter(void)
 {
 	const char *spec = getenv("_BERTH_NSENTER");
@@ -126,4 +129,6 @@ void berth_nsenter(void)
 		dprintf(syncfd, "{\"type\":\"pid\",\"pid\":%d,\"forked\":false}\n", getpid());
 	}
 	free(buf);
+	if (getenv("_BERTH_EXEC") != NULL && syncfd >= 0)
+		berth_exec_init(syncfd);
 }

@@ -27,6 +27,12 @@ var rlimits = map[string]int{
 	"RLIMIT_RTTIME": unix.RLIMIT_RTTIME,
 }
 
+// RlimitResource is the resource number of an rlimit name.
+func RlimitResource(name string) (int, bool) {
+	r, ok := rlimits[name]
+	return r, ok
+}
+
 // ValidateRlimits checks the names and that soft <= hard.
 func ValidateRlimits(rl []specs.POSIXRlimit) error {
 	seen := map[string]bool{}
