@@ -1,8 +1,9 @@
 // Command berth-runtime is berth's OCI runtime, the part runc plays: it
 // creates the namespaces, cgroups and root filesystem of a container and
 // execs its process. It has runc's command line (see package cli). The
-// nsenter import must stay: its C constructor joins namespaces for the
-// container-side init before the Go runtime starts.
+// nsenter and faststart imports must stay: their C constructors run before
+// the Go runtime starts, nsenter's to join namespaces for the
+// container-side init, faststart's to do a plain start.
 //
 // updatemaxprocs=0: the runtime's processes are short-lived; no background
 // re-reading of the cgroup CPU limit.
@@ -14,6 +15,7 @@ import (
 	"os"
 
 	"berth/services/runtime/cli"
+	_ "berth/services/runtime/faststart"
 	_ "berth/services/runtime/nsenter"
 )
 

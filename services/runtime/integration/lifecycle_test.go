@@ -11,6 +11,7 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 func TestLifecycle(t *testing.T) {
@@ -198,4 +199,20 @@ func TestGlobalFlagsRunDetachExecArgs(t *testing.T) {
 	}
 	e.ok("delete", "--force", "det")
 	reap(t, st.Pid)
+}
+
+// start's C path (package faststart) leaves to Go what it cannot finish:
+// here an init that died while the container was created.
+func TestStartAfterInitDied(t *testing.T) {
+	e := newEnv(t)
+	pid := e.create("gone", e.bundle([]string{"true"}, nil))
+	if err := unix.Kill(pid, unix.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	reap(t, pid)
+	r := e.rt("start", "gone")
+	if r.code != 1 || !strings.Contains(r.stderr, "cannot start a container that has stopped") {
+		t.Fatalf("start after the init died: %v", r)
+	}
+	e.ok("delete", "gone")
 }

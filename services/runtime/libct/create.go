@@ -446,6 +446,11 @@ func Create(o CreateOpts) (st *State, err error) {
 	} else {
 		st.NoSeccomp = true
 	}
+	if h := spec.Hooks; h != nil && len(h.Poststart) > 0 {
+		if err := os.WriteFile(filepath.Join(dir, poststartMarker), nil, 0o600); err != nil {
+			return nil, err
+		}
+	}
 	if err := st.save(); err != nil {
 		return nil, err
 	}

@@ -40,6 +40,9 @@ const (
 	// the container's seccomp filter as create compiled it, for its execs
 	filterFile = "seccomp.bpf"
 	fifoName   = "exec.fifo"
+	// there when the spec has poststart hooks: start's C path (package
+	// faststart) then leaves the start to Go
+	poststartMarker = "poststart"
 )
 
 // State is what is persisted about a container.
