@@ -127,7 +127,7 @@ func initCreate(ch *channel, c *initConfig) error {
 	}
 	debug(ch, c, "pivoted")
 	if c.ConsoleFd >= 0 {
-		if err := setupConsole(c.ConsoleFd, spec.Process, true); err != nil {
+		if err := setupConsole(c.ConsoleFd, spec.Process); err != nil {
 			return err
 		}
 	}
@@ -187,18 +187,17 @@ func initCreate(ch *channel, c *initConfig) error {
 	return nil
 }
 
-// setupConsole opens a pty in the container, hands the master to the
-// console socket and makes the slave our stdio and controlling tty.
-func setupConsole(sockFd int, p *specs.Process, bindConsole bool) error {
+// setupConsole opens a pty in the container, binds it to /dev/console,
+// hands the master to the console socket and makes the slave our stdio and
+// controlling tty.
+func setupConsole(sockFd int, p *specs.Process) error {
 	master, slave, err := process.OpenPty("/dev/ptmx")
 	if err != nil {
 		return err
 	}
 	defer master.Close()
-	if bindConsole {
-		if err := rootfs.BindConsole(slave); err != nil {
-			return fmt.Errorf("bind /dev/console: %w", err)
-		}
+	if err := rootfs.BindConsole(slave); err != nil {
+		return fmt.Errorf("bind /dev/console: %w", err)
 	}
 	if err := process.SendFd(sockFd, master.Name(), master); err != nil {
 		return fmt.Errorf("send pty master: %w", err)
