@@ -64,9 +64,9 @@ func debug(ch *channel, c *initConfig, what string) {
 }
 
 func initCreate(ch *channel, c *initConfig) error {
-	var spec *specs.Spec
-	if err := json.Unmarshal(c.Spec, &spec); err != nil || spec == nil || spec.Process == nil {
-		return fmt.Errorf("init: bad spec: %v", err)
+	spec, err := decodeInitSpec(c.Spec)
+	if err != nil {
+		return err
 	}
 	debug(ch, c, "config received")
 	rc := &rootfs.Config{
@@ -185,6 +185,26 @@ func initCreate(ch *channel, c *initConfig) error {
 	fmt.Fprintln(os.Stderr, "berth-runtime init:", err)
 	os.Exit(127)
 	return nil
+}
+
+// decodeInitSpec decodes the spec but for what the runtime has done for the
+// init (the cgroup limits, the seccomp filter it sent compiled): in a cold
+// process, decoding costs by the types met, and those two are most of a
+// Docker container's spec.
+func decodeInitSpec(b []byte) (*specs.Spec, error) {
+	var s struct {
+		specs.Spec
+		Linux *struct {
+			specs.Linux
+			Resources json.RawMessage `json:"resources"`
+			Seccomp   json.RawMessage `json:"seccomp"`
+		} `json:"linux"`
+	}
+	if err := json.Unmarshal(b, &s); err != nil || s.Process == nil || s.Linux == nil {
+		return nil, fmt.Errorf("init: bad spec: %v", err)
+	}
+	s.Spec.Linux = &s.Linux.Linux
+	return &s.Spec, nil
 }
 
 // setupConsole opens a pty in the container, binds it to /dev/console,
