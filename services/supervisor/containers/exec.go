@@ -115,6 +115,7 @@ func (m *Manager) pruneExecsLocked(ctrID string) {
 
 // dropExecs forgets the exec instances of a removed container.
 func (m *Manager) dropExecs(ctrID string) {
+	m.bundleProcs.Delete(ctrID)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for id, e := range m.execs {
@@ -237,19 +238,38 @@ func (m *Manager) runExec(ctx context.Context, c *ctr, rec *dockermsg.Container,
 // execProcess is the OCI process of an exec in the running container rec,
 // from the process of its bundle.
 func (m *Manager) execProcess(rec *dockermsg.Container, cfg *container.ExecOptions, size *[2]uint) (json.RawMessage, error) {
-	data, err := os.ReadFile(filepath.Join(m.bundle(rec.ID), "config.json"))
+	base, err := m.bundleProcess(rec.ID)
 	if err != nil {
-		return nil, errdefs.New(errdefs.Conflict, "container %s is not running", rec.ID)
+		return nil, err
 	}
-	var spec specs.Spec
-	if err := json.Unmarshal(data, &spec); err != nil {
-		return nil, fmt.Errorf("the container's bundle: %w", err)
-	}
-	p, err := specconv.ExecProcess(spec.Process, rec.Config, rec.HostConfig, cfg, m.rootfs(rec.ID), size)
+	p, err := specconv.ExecProcess(base, rec.Config, rec.HostConfig, cfg, m.rootfs(rec.ID), size)
 	if err != nil {
 		return nil, err
 	}
 	return json.Marshal(p)
+}
+
+// bundleProcess is the process of the bundle of id: as launch wrote it,
+// or, for a container this supervisor did not start (restored), read from
+// its config.json once. Callers must not modify it.
+func (m *Manager) bundleProcess(id string) (*specs.Process, error) {
+	if p, ok := m.bundleProcs.Load(id); ok {
+		return p.(*specs.Process), nil
+	}
+	data, err := os.ReadFile(filepath.Join(m.bundle(id), "config.json"))
+	if err != nil {
+		return nil, errdefs.New(errdefs.Conflict, "container %s is not running", id)
+	}
+	var spec struct {
+		Process *specs.Process `json:"process"`
+	}
+	if err := json.Unmarshal(data, &spec); err != nil {
+		return nil, fmt.Errorf("the container's bundle: %w", err)
+	}
+	if spec.Process != nil {
+		m.bundleProcs.Store(id, spec.Process)
+	}
+	return spec.Process, nil
 }
 
 // shimExec sends an exec request to the container's shim; the runtime's

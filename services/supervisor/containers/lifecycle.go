@@ -109,6 +109,7 @@ func (m *Manager) cleanupRun(id string) {
 		m.log.Error("the container's rootfs is still mounted; bundle kept", "id", id, "path", target)
 		return
 	}
+	m.bundleProcs.Delete(id)
 	if err := os.RemoveAll(m.bundle(id)); err != nil {
 		m.log.Warn("removing bundle", "id", id, "err", err)
 	}
@@ -280,8 +281,10 @@ func (m *Manager) launch(ctx context.Context, rec *dockermsg.Container) (int, er
 	// The bundle and the shim's state live under the exec root (/run, normally a
 	// tmpfs): rebuilt on every start, of no use after a reboot: no fsync.
 	if err := os.WriteFile(filepath.Join(m.bundle(id), "config.json"), data, 0o600); err != nil {
+		m.bundleProcs.Delete(id)
 		return 0, err
 	}
+	m.bundleProcs.Store(id, spec.Process)
 	stateDir := m.shimDir(id)
 	if m.shimAlive(id) {
 		// the shim of the previous run may still be deleting its runtime

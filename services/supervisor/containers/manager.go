@@ -77,6 +77,12 @@ type Manager struct {
 	names     map[string]string // "/name" → ID
 	keys      map[string]string // idempotency key of the create → ID (survives restarts)
 	execs     map[string]*execProc
+
+	// bundleProcs holds, by container ID, the process of the bundle's
+	// config.json as this supervisor wrote or last read it: an exec builds
+	// on it, and decoding the whole spec for each exec costs more than the
+	// rest of its bookkeeping.
+	bundleProcs sync.Map // string → *specs.Process
 }
 
 type ctr struct {
