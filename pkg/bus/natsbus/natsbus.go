@@ -28,7 +28,10 @@ type Options struct {
 	// InboxPrefix replaces "_INBOX" for the answers to this connection's
 	// requests (a shim may subscribe only to its own, ShimInboxPrefix).
 	InboxPrefix string
-	Logger      *slog.Logger
+	// InProcess, when set, is the server to use through an in-process
+	// pipe instead of URL (the supervisor and its embedded server).
+	InProcess nats.InProcessConnProvider
+	Logger    *slog.Logger
 }
 
 // Connect dials NATS and keeps reconnecting for ever: every berth process
@@ -55,6 +58,9 @@ func Connect(o Options) (*nats.Conn, error) {
 	}
 	if o.InboxPrefix != "" {
 		opts = append(opts, nats.CustomInboxPrefix(o.InboxPrefix))
+	}
+	if o.InProcess != nil {
+		opts = append(opts, nats.InProcessServer(o.InProcess))
 	}
 	nc, err := nats.Connect(o.URL, opts...)
 	if err != nil {

@@ -271,6 +271,7 @@ func StartContext(ctx context.Context, c Config) (_ *Supervisor, err error) {
 	s.Config = c
 	copts := natsbus.Options{URL: s.NATSURL, Name: "berth-supervisor-" + c.Node, User: c.NATSUser, Password: c.NATSPassword, Logger: log}
 	if s.nats != nil {
+		copts.InProcess = s.nats
 		s.Conn, err = natsbus.Connect(copts)
 	} else {
 		s.Conn, err = connectExternal(ctx, copts, log)

@@ -75,6 +75,11 @@ func Start(o Options) (*Server, error) {
 // ClientURL is the nats:// URL clients use.
 func (s *Server) ClientURL() string { return s.srv.ClientURL() }
 
+// InProcessConn is a client connection to the server through a pipe: the
+// supervisor's own, which so saves the loopback's syscalls and wake-ups on
+// every message (see natsbus.Options.InProcess).
+func (s *Server) InProcessConn() (net.Conn, error) { return s.srv.InProcessConn() }
+
 // Shutdown stops the server.
 func (s *Server) Shutdown() {
 	s.srv.Shutdown()
