@@ -57,17 +57,21 @@ func TestExecOutputAndExitCodes(t *testing.T) {
 func TestExecCommandNotFound(t *testing.T) {
 	s := shared(t)
 	name := runSleeper(t, s)
-	for _, c := range []struct {
-		cmd, msg string
-		code     int
-	}{
-		{"nosuchcommand", `exec: "nosuchcommand": executable file not found in $PATH`, 127},
-		{"/no/such/file", `no such file or directory`, 127},
-		{"/etc/passwd", `permission denied`, 126},
+	// dockerd's texts (20.10 with runc 1.1, as measured), and its exit
+	// code 126 for every exec that could not start (moby#45795)
+	for _, c := range []struct{ args, msg string }{
+		{"nosuchcommand", `OCI runtime exec failed: exec failed: unable to start container process: exec: "nosuchcommand": executable file not found in $PATH: unknown`},
+		{"/no/such/file", `OCI runtime exec failed: exec failed: unable to start container process: exec: "/no/such/file": stat /no/such/file: no such file or directory: unknown`},
+		{"/etc/passwd", `OCI runtime exec failed: exec failed: unable to start container process: exec: "/etc/passwd": permission denied: unknown`},
+		{"-w /nowhere true", `OCI runtime exec failed: exec failed: unable to start container process: chdir to cwd ("/nowhere") set in config.json failed: no such file or directory: unknown`},
 	} {
-		out, eout, code := s.Docker("exec", name, c.cmd)
-		if code != c.code || !strings.Contains(out, "OCI runtime exec failed") || !strings.Contains(out, c.msg) {
-			t.Errorf("exec %s: exit %d stdout %q stderr %q; want exit %d and %q", c.cmd, code, out, eout, c.code, c.msg)
+		f := strings.Fields(c.args)
+		args := append([]string{"exec"}, f[:len(f)-1]...)
+		args = append(args, name, f[len(f)-1])
+		out, eout, code := s.Docker(args...)
+		// the stream's line ends in "\r\n", as dockerd writes it
+		if code != 126 || strings.TrimSuffix(out, "\r") != c.msg {
+			t.Errorf("docker %v: exit %d stdout %q stderr %q; want exit 126 and %q", args, code, out, eout, c.msg)
 		}
 	}
 }

@@ -126,10 +126,14 @@ func cmdExec(g *globals, args []string) (int, error) {
 			return 1, err
 		}
 	}
-	return libct.Exec(libct.ExecOpts{
+	code, err := libct.Exec(libct.ExecOpts{
 		Root: g.root, ID: id, Process: &p, ConsoleSocket: f.str("console-socket"),
 		PidFile: pidFile, PreserveFds: pf, Detach: f.boolean("detach"),
 	})
+	if err != nil {
+		err = fmt.Errorf("exec failed: %w", err) // runc's wording, which Docker shows
+	}
+	return code, err
 }
 
 func cmdPs(g *globals, args []string) error {

@@ -161,7 +161,7 @@ func TestExecProcessSettings(t *testing.T) {
 		{[]string{"nosuchcommand"}, `exec: "nosuchcommand": executable file not found in $PATH`},
 		{[]string{"/no/such"}, `exec: "/no/such": stat /no/such: no such file or directory`},
 		{[]string{"/etc"}, `exec: "/etc": permission denied`},
-		{[]string{"--cwd", "/nowhere", "eps", "true"}, `chdir to cwd "/nowhere": no such file or directory`},
+		{[]string{"--cwd", "/nowhere", "eps", "true"}, `exec failed: unable to start container process: chdir to cwd ("/nowhere") set in config.json failed: no such file or directory`},
 	} {
 		args := append([]string{"exec"}, c.args...)
 		if len(c.args) == 1 {

@@ -432,7 +432,7 @@ func Create(o CreateOpts) (st *State, err error) {
 		case msgReady:
 			done = true
 		case msgError:
-			return nil, errors.New(m.Msg)
+			return nil, errors.New(startFailed + m.Msg)
 		default:
 			return nil, fmt.Errorf("unexpected message %q from init", m.Type)
 		}

@@ -242,7 +242,7 @@ func prepareProcess(p *specs.Process) error {
 		}
 	}
 	if err := unix.Chdir(p.Cwd); err != nil {
-		return fmt.Errorf("chdir to cwd %q: %w", p.Cwd, err)
+		return fmt.Errorf("chdir to cwd (%q) set in config.json failed: %w", p.Cwd, err)
 	}
 	if _, err := process.LookPath(p.Args[0], p.Env); err != nil {
 		return err
@@ -313,7 +313,7 @@ func (l *launch) drop() error {
 		}
 	}
 	if err := unix.Chdir(p.Cwd); err != nil {
-		return fmt.Errorf("chdir to cwd %q: %w", p.Cwd, err)
+		return fmt.Errorf("chdir to cwd (%q) set in config.json failed: %w", p.Cwd, err)
 	}
 	l.dropped = true
 	return nil

@@ -321,7 +321,7 @@ func Exec(o ExecOpts) (int, error) {
 	m, err := sp.ch.recv()
 	if err == nil {
 		if m.Type == msgError {
-			return fail(errors.New(m.Msg))
+			return fail(errors.New(startFailed + m.Msg))
 		}
 		return fail(fmt.Errorf("unexpected message %q from init", m.Type))
 	}

@@ -29,7 +29,11 @@ const (
 	msgHooksDone = "hooks-done" // runtime: done
 	msgReady     = "ready"      // init: parked on the exec fifo
 	msgError     = "error"
-	msgDebug     = "debug" // init: progress, for --debug
+
+	// startFailed prefixes the init's errors, as runc's do (Docker's
+	// messages show them).
+	startFailed = "unable to start container process: "
+	msgDebug    = "debug" // init: progress, for --debug
 )
 
 // initConfig is everything the create init needs.

@@ -476,7 +476,7 @@ void berth_exec_init(int fd)
 		writefile("/proc/self/oom_score_adj", b, "oom_score_adj");
 	}
 	if (chdir(c.cwd) < 0)
-		fail("chdir to cwd \"%s\": %s", c.cwd, errstr(errno));
+		fail("chdir to cwd (\"%s\") set in config.json failed: %s", c.cwd, errstr(errno));
 	path = lookpath(c.args[0], c.env);
 	/* newLaunch */
 	if (!hasenv(c.env, "HOME")) {
@@ -514,7 +514,7 @@ void berth_exec_init(int fd)
 	if ((c.flags & EXEC_NNP) && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
 		fail("no_new_privs: %s", errstr(errno));
 	if (chdir(c.cwd) < 0)
-		fail("chdir to cwd \"%s\": %s", c.cwd, errstr(errno));
+		fail("chdir to cwd (\"%s\") set in config.json failed: %s", c.cwd, errstr(errno));
 	/* exec: a no_new_privs filter as late as possible */
 	if (c.proglen > 0 && (c.flags & EXEC_NNP))
 		load_seccomp(&c);

@@ -191,7 +191,7 @@ func (m *Manager) ExecStart(ctx context.Context, req *bus.ExecStartRequest) (*bu
 	if err != nil {
 		// final, as dockerd's: the client reads the exit code at the end
 		// of the stream that carried the error
-		code := startErrorCode(err.Error())
+		code := execStartFailed
 		m.mu.Lock()
 		e.running, e.exitCode, e.ended = false, &code, time.Now()
 		m.mu.Unlock()
@@ -207,15 +207,10 @@ func (m *Manager) ExecStart(ctx context.Context, req *bus.ExecStartRequest) (*bu
 	}, nil
 }
 
-// startErrorCode is the exit code of a process that could not start, as
-// Docker gives it.
-func startErrorCode(msg string) int {
-	switch {
-	case strings.Contains(msg, "executable file not found"), strings.Contains(msg, "no such file or directory"):
-		return 127
-	}
-	return 126
-}
+// execStartFailed is the exit code of an exec whose process could not
+// start, whatever the reason: dockerd sets 126 for all of them (unlike a
+// container's start, where a missing command gives 127; moby#45795).
+const execStartFailed = 126
 
 // runExec builds the process and has the shim start it; the exec_start
 // event goes out before.
