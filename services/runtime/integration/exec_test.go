@@ -173,3 +173,28 @@ func TestExecProcessSettings(t *testing.T) {
 		}
 	}
 }
+
+// An exec whose init fails at once must be reaped by the runtime: a zombie
+// left in the container's pid namespace keeps its pid 1 from ever exiting,
+// and delete --force then waits in vain. (The C init can fail before its
+// parent has reported its pid; the constructor makes it wait.)
+func TestExecFailuresLeaveNothing(t *testing.T) {
+	e := newEnv(t)
+	pid := e.create("efl", e.bundle([]string{"sleep", "100"}, nil))
+	e.ok("start", "efl")
+	for i := 0; i < 300; i++ { // the race was lost about once in 300
+		if r := e.rt("exec", "--cwd", "/nowhere", "efl", "true"); r.code != 1 {
+			t.Fatalf("exec in a missing cwd: %v", r)
+		}
+	}
+	ns, _ := os.Readlink("/proc/" + strconv.Itoa(pid) + "/ns/pid")
+	ents, _ := os.ReadDir("/proc")
+	for _, d := range ents {
+		if l, _ := os.Readlink("/proc/" + d.Name() + "/ns/pid"); l == ns && d.Name() != strconv.Itoa(pid) {
+			st, _ := os.ReadFile("/proc/" + d.Name() + "/stat")
+			t.Errorf("left in the container's pid namespace: %s", st)
+		}
+	}
+	e.ok("delete", "--force", "efl")
+	reap(t, pid)
+}

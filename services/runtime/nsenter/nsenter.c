@@ -117,7 +117,18 @@ void berth_nsenter(void)
 			needfork = 1;
 	}
 	if (needfork) {
-		pid_t pid = fork();
+		/*
+		 * The child waits until the pid message is out: the runtime must
+		 * read it first, or it could not tell whom to reap when the child
+		 * fails at once (an exec's C init can), and a zombie left in the
+		 * pid namespace keeps its pid 1 from ever exiting.
+		 */
+		int gate[2];
+		char b;
+		pid_t pid;
+		if (pipe2(gate, O_CLOEXEC) < 0)
+			fail("pipe", "", errno);
+		pid = fork();
 		if (pid < 0)
 			fail("fork", "", errno);
 		if (pid > 0) {
@@ -125,6 +136,10 @@ void berth_nsenter(void)
 				dprintf(syncfd, "{\"type\":\"pid\",\"pid\":%d,\"forked\":true}\n", pid);
 			_exit(0);
 		}
+		close(gate[1]);
+		while (read(gate[0], &b, 1) < 0 && errno == EINTR)
+			;
+		close(gate[0]);
 	} else if (syncfd >= 0) {
 		dprintf(syncfd, "{\"type\":\"pid\",\"pid\":%d,\"forked\":false}\n", getpid());
 	}
