@@ -263,7 +263,7 @@ func TestRestartErrors(t *testing.T) {
 		args []string
 		msg  string
 	}{
-		{[]string{bad}, "Cannot restart container " + bad + `: failed to create task for container: OCI runtime create failed: exec: "/no/such/binary"`},
+		{[]string{bad}, "Cannot restart container " + bad + `: failed to create task for container: OCI runtime create failed: unable to start container process: exec: "/no/such/binary"`},
 		{[]string{"-s", "SIGNOPE", ok}, "Cannot restart container " + ok + ": invalid signal: SIGNOPE"},
 		{[]string{"nosuch-e2e-restart"}, "No such container: nosuch-e2e-restart"},
 	} {
