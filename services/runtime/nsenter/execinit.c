@@ -75,8 +75,7 @@ struct config {
 
 static int syncfd;
 
-/* Go's texts for errno values are strerror's with a small first letter. */
-static const char *errstr(int err)
+const char *berth_errstr(int err)
 {
 	static char buf[128];
 	snprintf(buf, sizeof(buf), "%s", strerror(err));
@@ -85,8 +84,7 @@ static const char *errstr(int err)
 	return buf;
 }
 
-/* fail reports {"type":"error","msg":...} to the runtime and exits. */
-static void __attribute__((noreturn, format(printf, 1, 2))) fail(const char *fmt, ...)
+void berth_fail(int fd, const char *fmt, ...)
 {
 	char msg[1024], out[2 * sizeof(msg) + 64];
 	size_t n = 0;
@@ -105,10 +103,13 @@ static void __attribute__((noreturn, format(printf, 1, 2))) fail(const char *fmt
 			out[n++] = *p;
 	}
 	n += snprintf(out + n, sizeof(out) - n, "\"}\n");
-	if (write(syncfd, out, n) < 0)
+	if (fd < 0 || write(fd, out, n) < 0)
 		dprintf(2, "berth-runtime init: %s\n", msg);
 	_exit(1);
 }
+
+#define fail(...) berth_fail(syncfd, __VA_ARGS__)
+#define errstr berth_errstr
 
 /* A cursor over the message; any overrun is a malformed message. */
 struct rd {
@@ -121,21 +122,24 @@ static void need(struct rd *r, size_t n)
 		fail("init: malformed exec config");
 }
 
+static void take(struct rd *r, void *v, size_t n)
+{
+	need(r, n);
+	memcpy(v, r->p, n);
+	r->p += n;
+}
+
 static uint32_t u32(struct rd *r)
 {
 	uint32_t v;
-	need(r, 4);
-	memcpy(&v, r->p, 4);
-	r->p += 4;
+	take(r, &v, sizeof(v));
 	return v;
 }
 
 static uint64_t u64(struct rd *r)
 {
 	uint64_t v;
-	need(r, 8);
-	memcpy(&v, r->p, 8);
-	r->p += 8;
+	take(r, &v, sizeof(v));
 	return v;
 }
 
@@ -147,9 +151,8 @@ static char *str(struct rd *r)
 	s = malloc(n + 1);
 	if (s == NULL)
 		fail("init: out of memory");
-	memcpy(s, r->p, n);
+	take(r, s, n);
 	s[n] = 0;
-	r->p += n;
 	return s;
 }
 

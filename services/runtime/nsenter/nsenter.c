@@ -13,13 +13,9 @@
 
 static int syncfd = -1;
 
-static void fail(const char *what, const char *path, int err)
+static void __attribute__((noreturn)) fail(const char *what, const char *path, int err)
 {
-	if (syncfd >= 0)
-		dprintf(syncfd, "{\"type\":\"error\",\"msg\":\"nsenter: %s %s: %s\"}\n", what, path, strerror(err));
-	else
-		fprintf(stderr, "nsenter: %s %s: %s\n", what, path, strerror(err));
-	_exit(1);
+	berth_fail(syncfd, "nsenter: %s %s: %s", what, path, berth_errstr(err));
 }
 
 static int nstype(const char *t)
