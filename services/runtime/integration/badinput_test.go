@@ -88,6 +88,17 @@ func TestBadConfig(t *testing.T) {
 		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: "bogus"})
 	})
 	badCreate(t, e, b, "badns", `unknown namespace type "bogus"`)
+	// a path that is no namespace: the constructor's error, quotes and all
+	notNS := filepath.Join(t.TempDir(), `not"ns`)
+	os.WriteFile(notNS, nil, 0o644)
+	b = e.bundle([]string{"true"}, func(s *specs.Spec) {
+		for i, n := range s.Linux.Namespaces {
+			if n.Type == specs.IPCNamespace {
+				s.Linux.Namespaces[i].Path = notNS
+			}
+		}
+	})
+	badCreate(t, e, b, "notns", "nsenter: setns "+notNS+": invalid argument")
 	b = e.bundle([]string{"true"}, func(s *specs.Spec) { s.Process.ApparmorProfile = "docker-default" })
 	badCreate(t, e, b, "apparmor", "AppArmor is not enabled")
 	b = e.bundle([]string{"true"}, func(s *specs.Spec) { s.Process.Capabilities.Bounding = []string{"CAP_NOPE"} })
