@@ -136,12 +136,13 @@ func spawn(o spawnOpts) (*spawned, error) {
 		_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 	}
 	env := []string{"_BERTH_SYNCFD=" + strconv.Itoa(syncFd), "_BERTH_NSENTER=" + namespaces.Env(o.joins),
-		"_BERTH_CGROUP_TASKS=" + strings.Join(o.cgroupTasks, ":"), "_BERTH_UNSHARE=" + strconv.Itoa(int(o.unshare)),
-		// The init is short-lived and single-minded: one P, no GC.
-		// (Its environment is replaced by the container's at exec.)
-		"GOMAXPROCS=1", "GOGC=off"}
+		"_BERTH_CGROUP_TASKS=" + strings.Join(o.cgroupTasks, ":"), "_BERTH_UNSHARE=" + strconv.Itoa(int(o.unshare))}
 	if o.execInit {
 		env = append(env, "_BERTH_EXEC=1")
+	} else {
+		// The Go init is short-lived and single-minded: one P, no GC.
+		// (Its environment is replaced by the container's at exec.)
+		env = append(env, "GOMAXPROCS=1", "GOGC=off")
 	}
 	attr := &os.ProcAttr{
 		Dir:   o.dir,

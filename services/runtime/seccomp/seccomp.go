@@ -346,12 +346,6 @@ func Flags(fl []specs.LinuxSeccompFlag) (uintptr, error) {
 	return out, nil
 }
 
-// Validate checks the profile by compiling it, without loading it.
-func Validate(s *specs.LinuxSeccomp) error {
-	_, err := Prepare(s)
-	return err
-}
-
 // Filter is a compiled profile ready to load: create compiles it once,
 // before anything is made (a bad profile is refused then), and the init
 // of the container and of each exec only loads it.

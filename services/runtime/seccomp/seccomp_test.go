@@ -141,14 +141,14 @@ func TestArgumentOperators(t *testing.T) {
 	}
 }
 
-func TestValidate(t *testing.T) {
-	if err := Validate(&specs.LinuxSeccomp{DefaultAction: "SCMP_ACT_NOPE"}); err == nil {
+func TestPrepareRefuses(t *testing.T) {
+	if _, err := Prepare(&specs.LinuxSeccomp{DefaultAction: "SCMP_ACT_NOPE"}); err == nil {
 		t.Error("bad default action accepted")
 	}
-	if err := Validate(&specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Syscalls: []specs.LinuxSyscall{{Names: []string{"read"}, Action: specs.ActNotify}}}); err == nil {
+	if _, err := Prepare(&specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Syscalls: []specs.LinuxSyscall{{Names: []string{"read"}, Action: specs.ActNotify}}}); err == nil {
 		t.Error("notify accepted")
 	}
-	if err := Validate(&specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Syscalls: []specs.LinuxSyscall{{Names: []string{"read"}, Action: specs.ActErrno, Args: []specs.LinuxSeccompArg{{Index: 6, Op: specs.OpEqualTo}}}}}); err == nil {
+	if _, err := Prepare(&specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Syscalls: []specs.LinuxSyscall{{Names: []string{"read"}, Action: specs.ActErrno, Args: []specs.LinuxSeccompArg{{Index: 6, Op: specs.OpEqualTo}}}}}); err == nil {
 		t.Error("arg index 6 accepted")
 	}
 }
